@@ -1,0 +1,50 @@
+# iatrun — setup, tests and experiments. `make test` and `make run` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+JOBS   ?= 2
+DEVICE ?= auto
+ARGS   ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast run sweep paper bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Torch first, by a pinned version, so pip never resolves a large CUDA build on its own.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+run: $(STAMP)
+	$(BIN)/iatrun fit --device $(DEVICE) $(ARGS)
+
+sweep: $(STAMP)
+	$(BIN)/iatrun sweep --grid quick --jobs $(JOBS) --device $(DEVICE) $(ARGS)
+
+paper: $(STAMP)
+	$(BIN)/iatrun sweep --grid paper --jobs $(JOBS) --device $(DEVICE) $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/iatrun bench $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check iatrun tests
+	$(BIN)/ruff format --check iatrun tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+from iatrun.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""Networks of SPEC §4: affine layers with element-wise or IAT activations, from a registry."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import zlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from iatrun.activations import get_activation
+from iatrun.errors import IatrunError
+from iatrun.iat import IAT, check_args
+from iatrun.registry import Registry
+
+ActFactory = Callable[[int], nn.Module]
+MODELS: Registry[Callable[..., ActFactory]] = Registry("model")
+
+NORMS = ("none", "batch", "layer")
+
+
+class Elementwise(nn.Module):
+    """σ applied to each entry: the classical activation."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.fn = get_activation(name).fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class MLP(nn.Module):
+    """h_1 = W_1 x + b_1; h_{l+1} = W_{l+1} act(h_l) + b_{l+1}; y = W_out act(h_L) + b_out."""
+
+    def __init__(self, d: int, n: int, depth: int, o: int, act: ActFactory, norm: str = "none"):
+        super().__init__()
+        self.d, self.n, self.depth, self.o = d, n, depth, o
+        dims = [d] + [n] * depth + [o]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.acts = nn.ModuleList(act(n) for _ in range(depth))
+        # Normalisation after the activation has no affine parameters, so counts stay equal.
+        self.norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linears[0](x)
+        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:]):
+            h = lin(norm(act(h)))
+        return h
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Pre-activations h_1..h_L, each (..., n)."""
+        hs, h = [], self.linears[0](x)
+        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:]):
+            hs.append(h)
+            h = lin(norm(act(h)))
+        return hs
+
+
+def _norm(kind: str, n: int) -> nn.Module:
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(n, affine=False)
+    if kind == "layer":
+        return nn.LayerNorm(n, elementwise_affine=False)
+    raise IatrunError(f"unknown norm {kind!r} (known: {', '.join(NORMS)})")
+
+
+def register_model(name: str, **props) -> Callable:
+    """Register ``builder(**options) -> (n -> activation module)`` as a model kind."""
+    return MODELS.register(name, **props)
+
+
+for _name in ("relu", "tanh", "sigmoid"):
+    MODELS.add(_name, lambda _a=_name: (lambda n: Elementwise(_a)), elementwise=True)
+
+
+@register_model("iat", elementwise=False)
+def _iat(*, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu"):
+    check_args(1, basis_in, basis_out, mesh_ratio, sigma)  # fail before any layer is built
+    return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma)
+
+
+def model_options(kind: str) -> list[str]:
+    """The options a model kind accepts (beyond ``norm``)."""
+    return list(inspect.signature(MODELS.get(kind)).parameters)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise IatrunError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def layer_seed(seed: int, index: int, fan_in: int, fan_out: int) -> int:
+    """A generator seed depending only on (seed, layer position and shape) (SPEC §4)."""
+    return zlib.crc32(f"iatrun:{seed}:{index}:{fan_in}:{fan_out}".encode())
+
+
+@torch.no_grad()
+def init_weights(model: MLP, seed: int) -> None:
+    """PyTorch's default nn.Linear initialisation, U(±1/√fan_in), drawn from per-layer seeds."""
+    for i, lin in enumerate(model.linears):
+        fan_out, fan_in = lin.weight.shape
+        g = torch.Generator().manual_seed(layer_seed(seed, i, fan_in, fan_out))
+        bound = 1.0 / math.sqrt(fan_in)
+        w = torch.rand(lin.weight.shape, generator=g, dtype=torch.float64) * 2 - 1
+        b = torch.rand(lin.bias.shape, generator=g, dtype=torch.float64) * 2 - 1
+        lin.weight.copy_(w * bound)
+        lin.bias.copy_(b * bound)
+
+
+def build_model(kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0, norm: str = "none", **options) -> MLP:
+    """Build a network of ``kind`` (``iatrun list models``) with seeded initial weights.
+
+    The same ``seed`` and ``(d, n, depth, o)`` give the same weights for every kind.
+    """
+    builder = MODELS.get(kind)
+    for name, value in (("d", d), ("width n", n), ("depth", depth), ("o", o)):
+        _positive_int(name, value)
+    allowed = model_options(kind)
+    extra = sorted(set(options) - set(allowed))
+    if extra:
+        ok = ", ".join(allowed) if allowed else "none"
+        raise IatrunError(f"model {kind!r} takes no option {extra[0]!r} (its options: {ok})")
+    if norm not in NORMS:
+        raise IatrunError(f"unknown norm {norm!r} (known: {', '.join(NORMS)})")
+    model = MLP(d, n, depth, o, builder(**options), norm=norm)
+    init_weights(model, seed)
+    return model

@@ -1,0 +1,132 @@
+"""The IAT layer against ReLU, against explicit quadrature, and against autograd (SPEC §1–§2)."""
+
+import pytest
+import torch
+
+from iatrun import bases
+from iatrun.iat import IAT
+
+NAMES = bases.BASES.names()
+CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+@pytest.mark.parametrize("r", [1, 2, 4])
+def test_rect_rect_is_relu(n, r):
+    x = torch.randn(200, n)
+    assert torch.allclose(IAT(n, "rect", "rect", r)(x), torch.relu(x), atol=1e-6)
+    x64 = torch.randn(50, n, dtype=torch.float64)
+    layer = IAT(n, "rect", "rect", r).double()
+    assert torch.allclose(layer(x64), torch.relu(x64), atol=1e-13)
+
+
+@pytest.mark.parametrize("bi", NAMES)
+@pytest.mark.parametrize("bo", ["rect", "pwq", "fourier", "rect-w"])
+def test_forward_equals_explicit_midpoint_quadrature(bi, bo):
+    n, r = 6, 3
+    m = n * r
+    layer = IAT(n, bi, bo, r).double()
+    x = torch.randn(4, n, dtype=torch.float64)
+    t = -1 + (2 * torch.arange(1, m + 1, dtype=torch.float64) - 1) / m
+    phi = bases.evaluate(bi, n, t) / bases.sup_norms(bi, n)
+    psi = bases.evaluate(bo, n, t)
+    psi = psi / ((2 / m) * psi.abs().sum(0))
+    # explicit loop over mesh points: T_j = Σ_k (2/M) ψ_j(t_k) relu(Σ_i x_i φ_i(t_k))
+    expected = torch.zeros(4, n, dtype=torch.float64)
+    for k in range(m):
+        s = x @ phi[k]
+        expected += (2 / m) * torch.relu(s)[:, None] * psi[k][None, :]
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("bi", NAMES)
+def test_positive_homogeneity(bi):
+    layer = IAT(7, bi, "pwl", 4).double()
+    x = torch.randn(10, 7, dtype=torch.float64)
+    for c in (0.1, 2.5, 40.0):
+        assert torch.allclose(layer(c * x), c * layer(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("bi", NAMES)
+@pytest.mark.parametrize("bo", ["pwq", "pwl-w"])
+def test_jacobian_equals_activation_matrix_and_linear_form(bi, bo):
+    layer = IAT(5, bi, bo, 4).double()
+    x = torch.randn(5, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(layer, x)
+    a = layer.activation_matrix(x)
+    assert torch.allclose(jac, a, atol=1e-12)
+    assert torch.allclose(a @ x, layer(x), atol=1e-12)  # T(x) = A(x) x
+
+
+@pytest.mark.parametrize("sigma", ["tanh", "sigmoid", "identity"])
+def test_jacobian_for_other_sigmas(sigma):
+    layer = IAT(4, "fourier", "pwq", 3, sigma=sigma).double()
+    x = torch.randn(4, dtype=torch.float64)
+    assert torch.allclose(torch.autograd.functional.jacobian(layer, x), layer.activation_matrix(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("bi", ["fourier", "pwq", "rect-w"])
+def test_gradcheck_float64(bi):
+    layer = IAT(4, bi, "pwl", 3).double()
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+
+
+def test_mask_backward_equals_plain_autograd():
+    layer = IAT(8, "fourier", "pwq", 4)
+    x = torch.randn(32, 8, requires_grad=True)
+    g = torch.randn(32, 8)
+    (layer(x) * g).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    plain = torch.relu(x2 @ layer.phi_t) @ layer.psi
+    (plain * g).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-6)
+
+
+def test_backward_saves_only_a_bool_pattern():
+    layer = IAT(8, "fourier", "pwq", 4)
+    x = torch.randn(16, 8, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append((t.dtype, tuple(t.shape)))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x)
+    big = [s for s in saved if s[1] == (16, 32)]
+    assert big == [(torch.bool, (16, 32))]
+
+
+def test_leading_dimensions_and_pattern():
+    layer = IAT(6, "pwl", "pwl", 2)
+    x = torch.randn(2, 3, 6)
+    y = layer(x)
+    assert y.shape == (2, 3, 6)
+    assert torch.allclose(y[1, 2], layer(x[1, 2][None])[0])
+    pat = layer.pattern(x)
+    assert pat.dtype == torch.bool and pat.shape == (2, 3, 12)
+    assert torch.equal(pat, (x @ layer.phi_t) > 0)
+
+
+def test_buffers_follow_dtype_and_have_no_grad():
+    layer = IAT(4, "fourier", "pwq", 2).double()
+    assert layer.phi_t.dtype == torch.float64 and not layer.phi_t.requires_grad
+    assert list(layer.parameters()) == []
+    assert {k for k, _ in layer.named_buffers()} == {"phi_t", "psi"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n": 0}, "n must be an integer >= 1, got 0"),
+        ({"n": 4, "mesh_ratio": 0}, "mesh_ratio must be an integer >= 1, got 0"),
+        ({"n": 4, "mesh_ratio": 2.5}, "mesh_ratio must be an integer >= 1, got 2.5"),
+        ({"n": 4, "basis_in": "sine"}, "unknown basis 'sine'"),
+        ({"n": 4, "basis_out": "pwqq"}, "did you mean 'pwq'"),
+        ({"n": 4, "sigma": "gelu"}, r"unknown activation 'gelu' \(known: relu, tanh, sigmoid, identity\)"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        IAT(**kwargs)
