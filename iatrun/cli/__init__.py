@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from iatrun import __version__
-from iatrun.cli import fit, listing
+from iatrun.cli import fit, listing, plot, regions
 from iatrun.errors import IatrunError
 
 
@@ -58,6 +58,8 @@ app = typer.Typer(
 )
 app.add_typer(fit.app)
 app.add_typer(listing.app, name="list")
+app.add_typer(regions.app)
+app.add_typer(plot.app, name="plot")
 
 
 def _version(value: bool) -> None:
