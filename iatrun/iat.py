@@ -10,7 +10,10 @@ from iatrun.activations import ACTIVATIONS, get_activation
 from iatrun.errors import IatrunError
 
 
-def check_args(n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: str) -> None:
+METHODS = ("mesh", "exact")
+
+
+def check_args(n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, method: str = "mesh") -> None:
     """Raise IatrunError (a ValueError) naming the first bad IAT argument."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise IatrunError(f"IAT width n must be an integer >= 1, got {n!r}")
@@ -19,6 +22,14 @@ def check_args(n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: st
     bases.check_basis(basis_in)
     bases.check_basis(basis_out)
     ACTIVATIONS.check(sigma)
+    if method not in METHODS:
+        raise IatrunError(f"unknown IAT method {method!r} (known: {', '.join(METHODS)})")
+    if method == "exact":
+        from iatrun.exact import check_exact
+
+        if sigma != "relu":
+            raise IatrunError(f"method 'exact' needs sigma 'relu', got {sigma!r} (use method 'mesh')")
+        check_exact(basis_in, basis_out)
 
 
 class _IATReLU(torch.autograd.Function):
@@ -51,6 +62,9 @@ class IAT(nn.Module):
         basis_in / basis_out: registered basis names (``iatrun list bases``).
         mesh_ratio: integer r ≥ 1; the mesh has M = r·n midpoints.
         sigma: registered point-wise nonlinearity (relu, tanh, sigmoid, identity, ...).
+        method: ``"mesh"`` (the M-point midpoint rule, SPEC §1) or ``"exact"`` (σ = relu only:
+            roots of s_x and exact integrals, paper §4.3, see :mod:`iatrun.exact`). The mesh
+            buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
     """
 
     def __init__(
@@ -60,22 +74,27 @@ class IAT(nn.Module):
         basis_out: str = "pwq",
         mesh_ratio: int = 4,
         sigma: str = "relu",
+        method: str = "mesh",
     ):
         super().__init__()
-        check_args(n, basis_in, basis_out, mesh_ratio, sigma)
+        check_args(n, basis_in, basis_out, mesh_ratio, sigma, method)
         self.n, self.mesh_ratio, self.m = n, mesh_ratio, n * mesh_ratio
-        self.basis_in, self.basis_out, self.sigma = basis_in, basis_out, sigma
+        self.basis_in, self.basis_out, self.sigma, self.method = basis_in, basis_out, sigma, method
         dtype = torch.get_default_dtype()
         phi = bases.input_matrix(basis_in, n, self.m)  # (M, n), float64
         psi = bases.output_matrix(basis_out, n, self.m) * (2.0 / self.m)  # (M, n), quadrature weight folded in
         # Stored transposed/pre-weighted so forward is two plain matmuls: (B,n)@(n,M), (B,M)@(M,n).
         self.register_buffer("phi_t", phi.T.contiguous().to(dtype))
         self.register_buffer("psi", psi.contiguous().to(dtype))
+        if method == "exact":
+            from iatrun.exact import ExactIAT
+
+            self.exact = ExactIAT(n, basis_in, basis_out)
 
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, "
-            f"mesh_ratio={self.mesh_ratio}, sigma={self.sigma!r}"
+            f"mesh_ratio={self.mesh_ratio}, sigma={self.sigma!r}, method={self.method!r}"
         )
 
     def _check(self, x: torch.Tensor) -> None:
@@ -91,7 +110,9 @@ class IAT(nn.Module):
         self._check(x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.n)
-        if self.sigma == "relu":
+        if self.method == "exact":
+            y = self.exact(x2)
+        elif self.sigma == "relu":
             y = _IATReLU.apply(x2, self.phi_t, self.psi)
         else:
             y = get_activation(self.sigma).fn(x2 @ self.phi_t) @ self.psi
@@ -104,7 +125,10 @@ class IAT(nn.Module):
     def activation_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """A_M(x) = (2/M) Ψᵀ diag(σ'(Φx)) Φ, shape (..., n, n); the Jacobian ∂T/∂x (SPEC §2).
 
-        For σ = relu, σ' is the pattern and T(x) = A_M(x) x.
+        For σ = relu, σ' is the pattern and T(x) = A_M(x) x. With ``method="exact"`` this is the
+        exact A(x) of paper Eq. 18 instead.
         """
+        if self.method == "exact":
+            return self.exact.activation_matrix(x)
         d = get_activation(self.sigma).grad(self.state(x))  # (..., M)
         return torch.einsum("mj,...m,im->...ji", self.psi, d, self.phi_t)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from iatrun.activations import get_activation
+from iatrun.decoupled import DecoupledMLP
 from iatrun.errors import IatrunError
 from iatrun.iat import IAT, check_args
 from iatrun.registry import Registry
@@ -83,9 +84,22 @@ for _name in ("relu", "tanh", "sigmoid"):
 
 
 @register_model("iat", elementwise=False)
-def _iat(*, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu"):
-    check_args(1, basis_in, basis_out, mesh_ratio, sigma)  # fail before any layer is built
-    return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma)
+def _iat(
+    *, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu", method: str = "mesh"
+):
+    check_args(1, basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
+    return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
+
+
+@register_model("decoupled", elementwise=False, network=DecoupledMLP)
+def _decoupled(
+    *, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu", method: str = "exact"
+):
+    """Paper §4.4: value network W on the activation matrices of a pattern network θ (iatrun.decoupled)."""
+    if sigma != "relu":
+        raise IatrunError(f"the decoupled model needs sigma 'relu', got {sigma!r}")
+    check_args(1, basis_in, basis_out, mesh_ratio, sigma, method)
+    return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
 
 
 def model_options(kind: str) -> list[str]:
@@ -106,8 +120,13 @@ def layer_seed(seed: int, index: int, fan_in: int, fan_out: int) -> int:
 
 @torch.no_grad()
 def init_weights(model: MLP, seed: int) -> None:
-    """PyTorch's default nn.Linear initialisation, U(±1/√fan_in), drawn from per-layer seeds."""
-    for i, lin in enumerate(model.linears):
+    """PyTorch's default nn.Linear initialisation, U(±1/√fan_in), drawn from per-layer seeds.
+
+    A decoupled network's pattern layers (``pattern_linears``) continue the layer index after
+    ``linears``, so its value network gets exactly the weights of every other kind.
+    """
+    layers = list(model.linears) + list(getattr(model, "pattern_linears", []))
+    for i, lin in enumerate(layers):
         fan_out, fan_in = lin.weight.shape
         g = torch.Generator().manual_seed(layer_seed(seed, i, fan_in, fan_out))
         bound = 1.0 / math.sqrt(fan_in)
@@ -132,6 +151,7 @@ def build_model(kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0,
         raise IatrunError(f"model {kind!r} takes no option {extra[0]!r} (its options: {ok})")
     if norm not in NORMS:
         raise IatrunError(f"unknown norm {norm!r} (known: {', '.join(NORMS)})")
-    model = MLP(d, n, depth, o, builder(**options), norm=norm)
+    network = MODELS.entry(kind).props.get("network", MLP)
+    model = network(d, n, depth, o, builder(**options), norm=norm)
     init_weights(model, seed)
     return model

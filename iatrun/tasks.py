@@ -71,7 +71,7 @@ def piecewise_linear(x: torch.Tensor, *, points=((-1, -1), (-0.5, 1), (0, -1), (
     """Linear interpolation through ``points`` (constant extension outside them)."""
     p = parse_points(points).to(x.dtype)
     xs, ys = p[:, 0], p[:, 1]
-    k = torch.clamp(torch.searchsorted(xs, x.contiguous()) - 1, 0, len(xs) - 2)
+    k = torch.clamp(torch.searchsorted(xs.contiguous(), x.contiguous()) - 1, 0, len(xs) - 2)
     t = ((x - xs[k]) / (xs[k + 1] - xs[k])).clamp(0, 1)
     return ys[k] + t * (ys[k + 1] - ys[k])
 

@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from iatrun import __version__
-from iatrun.cli import fit, listing, plot, regions
+from iatrun.cli import fit, listing, plot, regions, sweep
 from iatrun.errors import IatrunError
 
 
@@ -60,6 +60,7 @@ app.add_typer(fit.app)
 app.add_typer(listing.app, name="list")
 app.add_typer(regions.app)
 app.add_typer(plot.app, name="plot")
+app.add_typer(sweep.app)
 
 
 def _version(value: bool) -> None:

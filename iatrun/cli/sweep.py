@@ -1,0 +1,179 @@
+"""``iatrun sweep`` and ``iatrun report``: grids of fit cells, resumable, local or on SLURM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from iatrun.cli.common import interactive
+
+app = typer.Typer()
+
+ENGINES = ("auto", "serial")
+LAUNCHERS = ("none", "submitit_local", "submitit_slurm")
+
+
+@app.command()
+def sweep(
+    overrides: list[str] = typer.Argument(
+        None, show_default=False,
+        help="Hydra overrides, sweep syntax included (model.basis_in=fourier,pwq seed=0,1); "
+        "launcher.KEY=VALUE sets a launcher option.",
+    ),
+    grid: str = typer.Option("quick", help="Named grid in conf/sweep/ (quick, paper, mesh, ...)."),
+    out: Path = typer.Option(None, help="Sweep folder; rerun into the same folder to resume.",
+                             show_default="results/sweeps/<grid>-<stamp>"),
+    jobs: int = typer.Option(1, min=1, help="Local worker processes (threads per worker = cores / jobs)."),
+    launcher: str = typer.Option("none", help="none | submitit_local | submitit_slurm (conf/launcher/)."),
+    force: bool = typer.Option(False, "--force", help="Rerun every cell, finished ones included."),
+    device: str = typer.Option(None, help="auto | cpu | cuda for every cell.", show_default="from config"),
+    config_dir: Path = typer.Option(None, help="A folder of your own configs (grids in its sweep/).",
+                                    show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
+) -> None:
+    """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
+    from iatrun import sweep as sw
+    from iatrun.errors import IatrunError
+
+    overrides = list(overrides or [])
+    launch_over = {}
+    for o in [o for o in overrides if o.startswith("launcher.")]:
+        k, _, v = o.partition("=")
+        launch_over[k.split(".", 1)[1]] = _yaml_value(v)
+        overrides.remove(o)
+    if launcher not in LAUNCHERS:
+        raise IatrunError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
+    if launcher != "none" and jobs > 1:
+        raise IatrunError("--jobs and --launcher cannot be combined (the launcher sets parallelism)")
+    if launch_over and launcher == "none":
+        raise IatrunError("launcher.* overrides need --launcher submitit_local or submitit_slurm")
+    launch_cfg = sw.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
+    spec = sw.load_grid(grid, config_dir)
+    cell_overrides = overrides + ([f"device={device}"] if device else [])
+    cells = sw.expand(spec, cell_overrides, user_dir=config_dir)
+    folder = Path(out) if out else sw.new_sweep_dir(grid, cells[0].config.get("results_dir") or "results")
+    sw.prepare_sweep_dir(folder, spec, cell_overrides, cells)
+    if force:
+        for cell in cells:
+            (sw.cell_dir(folder, cell.key) / sw.DONE).unlink(missing_ok=True)
+    pending = [c for c in cells if sw.cell_state(folder, c)[0] != "done"]
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"sweep [bold]{grid}[/]: {len(cells)} cells, {len(cells) - len(pending)} already finished, "
+                  f"{len(pending)} to run → {folder}", highlight=False)
+    if pending:
+        _run(folder, pending, jobs, launch_cfg, quiet, console)
+    _report(folder, console)
+
+
+def _yaml_value(v: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
+    from iatrun import sweep as sw
+
+    def line(row: dict) -> str:
+        status = row.get("status") or row.get("state")
+        metric = next((f"{k}={row[k]:.4g}" for k in ("heldout_mse", "train_accuracy") if k in row), "")
+        err = f" ({row['error']})" if row.get("error") else ""
+        return f"{row['key']}: {status} {metric}{err}"
+
+    live = interactive(quiet)
+    if not live:
+        def on_done(row):
+            console.print(line(row), highlight=False)
+        return _launch(folder, pending, jobs, launch_cfg, None, on_done)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    running: set[str] = set()
+    with Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[run]}"),
+                  TimeRemainingColumn(), console=console) as bar:
+        tid = bar.add_task("cells", total=len(pending), run="")
+
+        def on_start(cell):
+            running.add(cell.key)
+            bar.update(tid, run=f"running {len(running)}: {cell.key}")
+
+        def on_done(row):
+            running.discard(row["key"])
+            bar.console.print(line(row), highlight=False)
+            bar.update(tid, advance=1, run=f"running {len(running)}")
+
+        _launch(folder, pending, jobs, launch_cfg, on_start, on_done)
+    _ = sw
+
+
+def _launch(folder, pending, jobs, launch_cfg, on_start, on_done):
+    from iatrun import sweep as sw
+
+    if launch_cfg is not None:
+        return sw.run_submitit(folder, pending, launch_cfg, on_done)
+    jobs = min(jobs, os.cpu_count() or 1, len(pending)) if jobs > 1 else 1
+    return sw.run_cells(folder, pending, jobs=jobs, on_start=on_start, on_done=on_done)
+
+
+def _report(folder: Path, console) -> None:
+    from rich.table import Table
+
+    from iatrun.report import MAIN, build
+
+    summary = build(folder, extra_columns=_region_columns)
+    df = summary["cells"]
+    ok = df[(df["state"] == "done") & (df["status"] == "ok")]
+    t = Table("task", "best cells", "metric", title="best cells")
+    for task, (metric, higher) in MAIN.items():
+        sub = ok[ok["task"] == task] if len(ok) else ok
+        if len(sub) and metric in sub:
+            best = sub.sort_values(metric, ascending=not higher).head(3)
+            for _, r in best.iterrows():
+                t.add_row(task, r["key"], f"{metric}={r[metric]:.4g}")
+    console.print(t)
+    for v in summary["verdicts"]:
+        console.print(f"{v.verdict:>12}  {v.claim}", highlight=False)
+    bad = df[(df["state"] != "done") | (df["status"] != "ok")]
+    if len(bad):
+        console.print(f"{len(bad)} cell(s) did not finish ok: see report.md", highlight=False)
+    console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
+
+
+def _region_columns(df, folder):
+    """Region count and exact Lipschitz constant of each finished fitting cell (1-D input)."""
+    from iatrun.regions import summarize
+    from iatrun.results import load_run
+    from iatrun.sweep import cell_dir
+
+    if not len(df):
+        return df
+    for i, row in df.iterrows():
+        if row["state"] == "done" and row["status"] == "ok" and row["task"] == "fitting":
+            try:
+                run = load_run(cell_dir(folder, row["key"]))
+                s = summarize(run.model.double())
+            except Exception:  # a network regions cannot analyse (tanh, norms): leave blank
+                continue
+            df.loc[i, "num_regions"] = s["num_regions"]
+            df.loc[i, "lipschitz"] = s["lipschitz"]
+    return df
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="A sweep folder (made by iatrun sweep)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the path of report.md."),
+) -> None:
+    """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells."""
+    from rich.console import Console
+
+    from iatrun.sweep import load_sweep_cells
+
+    load_sweep_cells(folder)
+    _report(folder, Console(quiet=False))
