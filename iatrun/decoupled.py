@@ -47,14 +47,17 @@ def apply_pattern(layer: IAT, p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 class DecoupledMLP(nn.Module):
     """Value network W driven by the activation matrices of a pattern network θ (paper Eq. 26)."""
 
-    def __init__(self, d: int, n: int, depth: int, o: int, act: Callable[[int], nn.Module], norm: str = "none"):
+    def __init__(
+        self, d: int, n: int, depth: int, o: int, act: Callable[[int], nn.Module], norm: str = "none"
+    ):
         super().__init__()
         from iatrun.models import _norm  # models imports this module to register it
 
         self.d, self.n, self.depth, self.o = d, n, depth, o
         dims = [d] + [n] * depth + [o]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.pattern_linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:depth], dims[1 : depth + 1]))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        hidden = zip(dims[:depth], dims[1 : depth + 1], strict=True)  # θ: the hidden layers only
+        self.pattern_linears = nn.ModuleList(nn.Linear(a, b) for a, b in hidden)
         self.acts = nn.ModuleList(act(n) for _ in range(depth))
         for a in self.acts:
             if not isinstance(a, IAT) or a.sigma != "relu":
@@ -74,14 +77,14 @@ class DecoupledMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = self.linears[0](x)  # (..., n) value state h_1
-        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:]):
+        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:], strict=True):
             v = lin(norm(apply_pattern(act, p, v)))  # W_{l+1} A(h′_l) h_l + b_{l+1} (Eq. 26)
         return v
 
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The value network's states h_1..h_L, each (..., n)."""
         hs, v = [], self.linears[0](x)
-        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:]):
+        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:], strict=True):
             hs.append(v)
             v = lin(norm(apply_pattern(act, p, v)))
         return hs

@@ -16,7 +16,7 @@ and of ψ, refined by a uniform bracketing grid when a basis is analytic (fourie
 
 Integration. With ε_r = +1 where s falls through a root r (a right end of S) and −1 where it rises,
 
-    ∫_{S ∩ [g_k, g_{k+1}]} f = 1[s(g_{k+1}⁻) > 0] ∫_{g_k}^{g_{k+1}} f + Σ_{roots r in cell k} ε_r ∫_{g_k}^{r} f,
+    ∫_{S ∩ [g_k, g_{k+1}]} f = 1[s(g_{k+1}⁻) > 0] ∫_{g_k}^{g_{k+1}} f + Σ_{r in cell k} ε_r ∫_{g_k}^{r} f,
 
 so T is a masked sum over fixed cell quadratures (like the mesh layer, two matmuls) plus one short
 quadrature per root. All integrals are Gauss–Legendre: Q = 3 is exact for the piecewise polynomials
@@ -318,7 +318,8 @@ class ExactIAT(nn.Module):
         buf("psi_gl_w", (psi_gl * w_gl.reshape(-1, 1)).contiguous())  # (K·Q, n), weights folded in
         buf("gl_nodes", xi)  # (Q,) on [-1, 1]
         buf("gl_weights", wq)  # (Q,)
-        # One-sided values and slopes of φ at both ends of each cell: (n, 4K) for [s(g_k⁺), s(g_{k+1}⁻), s′, s′].
+        # One-sided values and slopes of φ at both ends of each cell, (n, 4K): x @ ends_t gives
+        # [s(g_k⁺), s(g_{k+1}⁻), s′(g_k⁺), s′(g_{k+1}⁻)] for every cell at once.
         k_all = torch.arange(self.k_cells)
         left, right = self.phi(edges[:-1], k_all, 1), self.phi(edges[1:], k_all, 1)
         buf("ends_t", torch.cat([left[0], right[0], left[1], right[1]]).T.contiguous())
@@ -330,7 +331,10 @@ class ExactIAT(nn.Module):
         return fit_piecewise(name, self.n, self.edges, desc.degree) * scale[:, None]
 
     def extra_repr(self) -> str:
-        return f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, cells={self.k_cells}, q={self.q}"
+        return (
+            f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, "
+            f"cells={self.k_cells}, q={self.q}"
+        )
 
     # -- basis evaluation at arbitrary points t (N,) lying in cells k (N,) ------------------------
 
@@ -395,7 +399,7 @@ class ExactIAT(nn.Module):
         for lo, f_lo, hi, f_hi in brackets:
             rb, rk = torch.nonzero((f_lo > 0) != (f_hi > 0), as_tuple=True)
             found.append((rb, rk, lo[rb, rk], hi[rb, rk], f_lo[rb, rk], f_hi[rb, rk]))
-        rb, rk, lo, hi, f_lo, f_hi = (torch.cat(parts) for parts in zip(*found))
+        rb, rk, lo, hi, f_lo, f_hi = (torch.cat(parts) for parts in zip(*found, strict=True))
 
         # 3) Polish every root to machine precision (safeguarded Newton; closed form on linear pieces).
         r = newton(self._state_fn(x, rb, rk, 1, coef_x), lo, hi, f_lo, f_hi, tol) if len(rb) else lo
@@ -551,9 +555,9 @@ def convergence(
 
 def fitted_order(ms: list[int], errs: list[float]) -> float:
     """−slope of the least-squares line through (log M, log error), ignoring zero errors."""
-    pts = [(math.log(m), math.log(e)) for m, e in zip(ms, errs) if e > 0]
+    pts = [(math.log(m), math.log(e)) for m, e in zip(ms, errs, strict=True) if e > 0]
     if len(pts) < 2:
         return float("nan")
-    lx, ly = (torch.tensor(v, dtype=torch.float64) for v in zip(*pts))
+    lx, ly = (torch.tensor(v, dtype=torch.float64) for v in zip(*pts, strict=True))
     lx = lx - lx.mean()
     return float(-(lx * (ly - ly.mean())).sum() / (lx * lx).sum())

@@ -9,11 +9,12 @@ from iatrun import bases
 from iatrun.activations import ACTIVATIONS, get_activation
 from iatrun.errors import IatrunError
 
-
 METHODS = ("mesh", "exact")
 
 
-def check_args(n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, method: str = "mesh") -> None:
+def check_args(
+    n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, method: str = "mesh"
+) -> None:
     """Raise IatrunError (a ValueError) naming the first bad IAT argument."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise IatrunError(f"IAT width n must be an integer >= 1, got {n!r}")
@@ -82,7 +83,7 @@ class IAT(nn.Module):
         self.basis_in, self.basis_out, self.sigma, self.method = basis_in, basis_out, sigma, method
         dtype = torch.get_default_dtype()
         phi = bases.input_matrix(basis_in, n, self.m)  # (M, n), float64
-        psi = bases.output_matrix(basis_out, n, self.m) * (2.0 / self.m)  # (M, n), quadrature weight folded in
+        psi = bases.output_matrix(basis_out, n, self.m) * (2.0 / self.m)  # (M, n), quadrature weight in
         # Stored transposed/pre-weighted so forward is two plain matmuls: (B,n)@(n,M), (B,M)@(M,n).
         self.register_buffer("phi_t", phi.T.contiguous().to(dtype))
         self.register_buffer("psi", psi.contiguous().to(dtype))

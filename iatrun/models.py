@@ -44,21 +44,21 @@ class MLP(nn.Module):
         super().__init__()
         self.d, self.n, self.depth, self.o = d, n, depth, o
         dims = [d] + [n] * depth + [o]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.acts = nn.ModuleList(act(n) for _ in range(depth))
         # Normalisation after the activation has no affine parameters, so counts stay equal.
         self.norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linears[0](x)
-        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:]):
+        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:], strict=True):
             h = lin(norm(act(h)))
         return h
 
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pre-activations h_1..h_L, each (..., n)."""
         hs, h = [], self.linears[0](x)
-        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:]):
+        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:], strict=True):
             hs.append(h)
             h = lin(norm(act(h)))
         return hs
@@ -85,7 +85,12 @@ for _name in ("relu", "tanh", "sigmoid"):
 
 @register_model("iat", elementwise=False)
 def _iat(
-    *, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu", method: str = "mesh"
+    *,
+    basis_in: str = "fourier",
+    basis_out: str = "pwq",
+    mesh_ratio: int = 4,
+    sigma: str = "relu",
+    method: str = "mesh",
 ):
     check_args(1, basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
     return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
@@ -93,7 +98,12 @@ def _iat(
 
 @register_model("decoupled", elementwise=False, network=DecoupledMLP)
 def _decoupled(
-    *, basis_in: str = "fourier", basis_out: str = "pwq", mesh_ratio: int = 4, sigma: str = "relu", method: str = "exact"
+    *,
+    basis_in: str = "fourier",
+    basis_out: str = "pwq",
+    mesh_ratio: int = 4,
+    sigma: str = "relu",
+    method: str = "exact",
 ):
     """Paper §4.4: value network W on the activation matrices of a pattern network θ (iatrun.decoupled)."""
     if sigma != "relu":
@@ -136,7 +146,9 @@ def init_weights(model: MLP, seed: int) -> None:
         lin.bias.copy_(b * bound)
 
 
-def build_model(kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0, norm: str = "none", **options) -> MLP:
+def build_model(
+    kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0, norm: str = "none", **options
+) -> MLP:
     """Build a network of ``kind`` (``iatrun list models``) with seeded initial weights.
 
     The same ``seed`` and ``(d, n, depth, o)`` give the same weights for every kind.

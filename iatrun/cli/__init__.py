@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from iatrun import __version__
-from iatrun.cli import fit, listing, plot, regions, sweep
+from iatrun.cli import converge, fit, listing, plot, regions, sweep
 from iatrun.errors import IatrunError
 
 
@@ -57,6 +57,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(fit.app)
+app.add_typer(converge.app)
 app.add_typer(listing.app, name="list")
 app.add_typer(regions.app)
 app.add_typer(plot.app, name="plot")

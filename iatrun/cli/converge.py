@@ -1,0 +1,67 @@
+"""``iatrun converge``: how fast the mesh layer T_M approaches the exact IAT-ReLU T (paper §4.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def converge(
+    basis_in: str = typer.Option("pwq", help="Input basis φ (iatrun list bases)."),
+    basis_out: str = typer.Option("pwq", help="Output basis ψ."),
+    n: int = typer.Option(16, help="Layer width n."),
+    r_max: int = typer.Option(256, help="Largest mesh ratio r; M = n·r for r = 1..r_max."),
+    samples: int = typer.Option(256, help="Random inputs x ~ N(0, I) the error is averaged over."),
+    seed: int = typer.Option(0, help="Seed of the random inputs."),
+    out: Path = typer.Option(  # noqa: B008 - Typer's declaration style
+        None, help="Plot file (PNG); a CSV of every r is written beside it.",
+        show_default="results/converge/<in>-<out>-n<n>.png",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the fitted order and the file written."),
+) -> None:
+    """Measure ‖T_M(x) − T(x)‖/‖T(x)‖ against M, print the fitted order and write a log–log plot.
+
+    T is the exact layer (ψ normalised by the exact ∫|ψ|); T_M is the mesh layer as trained.
+    """
+    from iatrun.errors import IatrunError
+    from iatrun.exact import convergence
+
+    for name, value in (("n", n), ("r-max", r_max), ("samples", samples)):
+        if value < 1:
+            raise IatrunError(f"--{name} must be an integer >= 1, got {value}")
+    ratios = range(1, r_max + 1)
+    ms, errs, order = convergence(basis_in, basis_out, n=n, ratios=ratios, samples=samples, seed=seed)
+    out = Path(out) if out else Path("results") / "converge" / f"{basis_in}-{basis_out}-n{n}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(ms, errs, order, out, f"{basis_in} → {basis_out}, n = {n}")
+    if not quiet:
+        print("       M   rel. error")
+        for m, e in zip(ms, errs, strict=True):
+            r = m // n
+            if r & (r - 1) == 0:  # powers of two
+                print(f"{m:8d}   {e:.3e}")
+    print(f"fitted order: {order:.2f}  (error ∝ M^-{order:.2f}; SPEC §4 expects 2 on smooth pieces)")
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
+def _write(ms: list[int], errs: list[float], order: float, path: Path, title: str) -> None:
+    """The CSV of every point and the log–log plot with an M⁻² guide."""
+    from iatrun import plots
+    from iatrun.results import write_text
+
+    rows = "".join(f"{m},{e!r}\n" for m, e in zip(ms, errs, strict=True))
+    write_text(path.with_suffix(".csv"), "M,rel_error\n" + rows)
+    fig, ax = plots.plt.subplots(figsize=(5.5, 4))
+    ax.loglog(ms, errs, ".", ms=3, label="‖T_M − T‖ / ‖T‖")
+    ref = [errs[-1] * (ms[-1] / m) ** 2 for m in ms]
+    ax.loglog(ms, ref, "--", lw=1, color="gray", label="M⁻²")
+    ax.set_xlabel("mesh size M")
+    ax.set_ylabel("relative error")
+    ax.set_title(f"{title}: fitted order {order:.2f}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    plots.save(fig, path)
