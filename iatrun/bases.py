@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 
@@ -158,15 +159,27 @@ def sup_norms(name: str, n: int) -> torch.Tensor:
 
 
 def input_matrix(name: str, n: int, m: int) -> torch.Tensor:
-    """Φ ∈ R^{M×n}, Φ_ki = φ_i(t_k) scaled to sup-norm 1 over [-1, 1] (float64)."""
+    """Φ ∈ R^{M×n}, Φ_ki = φ_i(t_k) scaled to sup-norm 1 over [-1, 1] (float64, a fresh copy)."""
+    return _input_matrix(name, n, m).clone()
+
+
+def output_matrix(name: str, n: int, m: int) -> torch.Tensor:
+    """Ψ ∈ R^{M×n}, scaled so that (2/M) Σ_k |Ψ_kj| = 1: ∫|ψ_j| = 1 under the mesh rule (float64)."""
+    return _output_matrix(name, n, m).clone()
+
+
+# Sweeps build the same (basis, n, M) matrices many times; registrations never change a name's
+# function (duplicates are refused), so the matrices can be cached.
+@lru_cache(maxsize=256)
+def _input_matrix(name: str, n: int, m: int) -> torch.Tensor:
     norms = sup_norms(name, n)
     if torch.any(norms <= 0):
         raise IatrunError(f"basis {name!r} has a function that is zero on [-1, 1] for n={n}")
     return evaluate(name, n, mesh(m)) / norms
 
 
-def output_matrix(name: str, n: int, m: int) -> torch.Tensor:
-    """Ψ ∈ R^{M×n}, scaled so that (2/M) Σ_k |Ψ_kj| = 1: ∫|ψ_j| = 1 under the mesh rule (float64)."""
+@lru_cache(maxsize=256)
+def _output_matrix(name: str, n: int, m: int) -> torch.Tensor:
     psi = evaluate(name, n, mesh(m))
     mass = (2.0 / m) * psi.abs().sum(dim=0)
     if torch.any(mass <= 0):

@@ -124,7 +124,7 @@ def iat_cells(df: pd.DataFrame) -> pd.DataFrame:
         return ok
     iat = ok[ok["model"] == "iat"]
     if "method" in iat:
-        iat = iat[iat["method"].fillna("mesh") == "mesh"]
+        iat = iat[iat["method"].astype(object).fillna("mesh") == "mesh"]
     r = main_mesh_ratio(iat)
     return iat[iat["mesh_ratio"] == r] if r is not None else iat
 

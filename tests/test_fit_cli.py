@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from iatrun.cli import app
 
 runner = CliRunner()
-TINY = ["--width", "8", "--steps", "40", "task.n_train=64", "task.holdout_factor=2", "-q"]
+TINY = ["--width", "8", "--depth", "2", "--steps", "40", "task.n_train=64", "task.holdout_factor=2", "-q"]
 TINY_MEM = ["--task", "memorization", "--width", "8", "--steps", "40", "task.n_points=64", "task.dim=4", "-q"]
 
 
