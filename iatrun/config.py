@@ -55,7 +55,11 @@ def compose(overrides: Sequence[str] = (), user_dir: str | Path | None = None, n
             raise IatrunError(f"--config-dir {user_dir} is not a folder")
     groups = set(_group_names(user))
     parsed = _parse(overrides)
-    group_ov = tuple(o for o, p in zip(overrides, parsed) if _bare(p.key_or_group) in groups or p.key_or_group.startswith("hydra"))
+    group_ov = tuple(
+        o
+        for o, p in zip(overrides, parsed)
+        if _bare(p.key_or_group) in groups or p.key_or_group.startswith("hydra")
+    )
     base = _compose_groups(group_ov, str(user) if user else None, name)
     cfg = OmegaConf.create(base)
     OmegaConf.set_struct(cfg, True)

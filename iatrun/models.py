@@ -80,7 +80,7 @@ def register_model(name: str, **props) -> Callable:
 
 
 for _name in ("relu", "tanh", "sigmoid"):
-    MODELS.add(_name, lambda _a=_name: (lambda n: Elementwise(_a)), elementwise=True)
+    MODELS.add(_name, lambda _a=_name: lambda n: Elementwise(_a), elementwise=True)
 
 
 @register_model("iat", elementwise=False)

@@ -112,7 +112,7 @@ def bases_plot(n: int, path: Path) -> None:
         ax.set_title(f"{name}  ({tags})", fontsize=9)
         ax.axhline(0, color="0.6", lw=0.5)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("t")
@@ -162,7 +162,13 @@ def pattern_plot(basis_in: str, n: int, seed: int, path: Path, curves: int = 7) 
     top.grid(alpha=0.3)
     top.set_title(f"input basis {basis_in}, n = {n}, seed {seed}: s_x(t) as x moves (dots: roots)", size=9)
     bottom.imshow(
-        s > 0, aspect="auto", origin="lower", extent=(-1, 1, 0, 1), cmap="Greys", vmin=0, vmax=1.6,
+        s > 0,
+        aspect="auto",
+        origin="lower",
+        extent=(-1, 1, 0, 1),
+        cmap="Greys",
+        vmin=0,
+        vmax=1.6,
         interpolation="nearest",
     )
     bottom.set_ylabel("τ  (x = (1 − τ)·x₀ + τ·x₁)")

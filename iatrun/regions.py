@@ -123,12 +123,14 @@ class Regions:
         out = []
         for r in range(self.num_regions):
             a, c = self.slopes[r].tolist(), self.intercepts[r].tolist()
-            out.append({
-                f"{name}_start": float(self.breakpoints[r]),
-                f"{name}_end": float(self.breakpoints[r + 1]),
-                "slope": a[0] if len(a) == 1 else a,
-                "intercept": c[0] if len(c) == 1 else c,
-            })
+            out.append(
+                {
+                    f"{name}_start": float(self.breakpoints[r]),
+                    f"{name}_end": float(self.breakpoints[r + 1]),
+                    "slope": a[0] if len(a) == 1 else a,
+                    "intercept": c[0] if len(c) == 1 else c,
+                }
+            )
         return out
 
 
@@ -427,6 +429,7 @@ def save_regions(run, reg: Regions) -> list[Path]:
             import torch
 
             return fn(torch.as_tensor(x, dtype=torch.float64), **params).numpy()
+
     csv, png = Path(run.path) / "regions.csv", Path(run.path) / "regions.png"
     try:
         write_text(csv, regions_csv(reg))

@@ -64,9 +64,7 @@ class Registry(Generic[T]):
 
     def names(self, **where: Any) -> list[str]:
         """Names in registration order, optionally only those whose props match ``where``."""
-        return [
-            n for n, e in self._entries.items() if all(e.props.get(k) == v for k, v in where.items())
-        ]
+        return [n for n, e in self._entries.items() if all(e.props.get(k) == v for k, v in where.items())]
 
     def entries(self) -> list[Entry[T]]:
         return [self._entries[n] for n in self.names()]

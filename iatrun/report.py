@@ -23,10 +23,17 @@ from iatrun.sweep import cell_dir, key_state
 MAIN = {"fitting": ("heldout_mse", False), "memorization": ("accuracy_pct", True)}
 BASELINE_COLUMN = {"fitting": "fitting_mse", "memorization": "memorization_accuracy_pct"}
 CONFIG_COLUMNS = {
-    "task": ("task", "name"), "model": ("model", "kind"), "basis_in": ("model", "basis_in"),
-    "basis_out": ("model", "basis_out"), "mesh_ratio": ("model", "mesh_ratio"), "method": ("model", "method"),
-    "width": ("model", "width"), "depth": ("model", "depth"), "steps": ("train", "steps"),
-    "lr": ("train", "lr"), "seed": ("seed",),
+    "task": ("task", "name"),
+    "model": ("model", "kind"),
+    "basis_in": ("model", "basis_in"),
+    "basis_out": ("model", "basis_out"),
+    "mesh_ratio": ("model", "mesh_ratio"),
+    "method": ("model", "method"),
+    "width": ("model", "width"),
+    "depth": ("model", "depth"),
+    "steps": ("train", "steps"),
+    "lr": ("train", "lr"),
+    "seed": ("seed",),
 }
 
 
@@ -167,8 +174,15 @@ def mesh_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (task, bi, bo, r), g in iat.groupby(["task", "basis_in", "basis_out", "mesh_ratio"]):
         metric = MAIN[task][0]
-        row = {"task": task, "pair": f"{bi}/{bo}", "mesh_ratio": int(r), "metric": metric,
-               "mean": g[metric].mean(), "std": g[metric].std(), "seeds": len(g)}
+        row = {
+            "task": task,
+            "pair": f"{bi}/{bo}",
+            "mesh_ratio": int(r),
+            "metric": metric,
+            "mean": g[metric].mean(),
+            "std": g[metric].std(),
+            "seeds": len(g),
+        }
         if "num_regions" in g:
             row["num_regions"] = g["num_regions"].mean()
         rows.append(row)
@@ -229,7 +243,8 @@ def _per_seed(df: pd.DataFrame, task: str) -> dict[int, tuple[pd.DataFrame, dict
         sub = iat[(iat["task"] == task) & (iat["seed"] == seed)] if not iat.empty else iat
         table = (
             sub.pivot_table(index="basis_in", columns="basis_out", values=metric)
-            if not sub.empty else pd.DataFrame()
+            if not sub.empty
+            else pd.DataFrame()
         )
         table = table.apply(lambda c: _score(task, c)) if not table.empty else table
         base = ok[(ok["task"] == task) & (ok["seed"] == seed)]
@@ -271,7 +286,10 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
         return res
 
     def summary(res) -> str:
-        return "; ".join(f"{t}: mean {_fmt(np.mean(d) if d else np.nan)} over {len(d)} seed(s)" for t, (d, _) in res.items())
+        return "; ".join(
+            f"{t}: mean {_fmt(np.mean(d) if d else np.nan)} over {len(d)} seed(s)"
+            for t, (d, _) in res.items()
+        )
 
     # 1. rect/rect IAT-ReLU is ReLU: the metrics agree (score difference ≈ 0).
     def same(table, acts, t):
@@ -281,25 +299,34 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
 
     diffs = {t: [d for d in (same(tb, a, t) for tb, a in seeds[t].values()) if d is not None] for t in MAIN}
     verdicts = []
-    for t, d in diffs.items():
+    for d in diffs.values():
         if not d:
             verdicts.append("inconclusive")
             continue
         small = max(abs(x) for x in d) < 0.01  # within 0.01 percentage points / 0.01 decades
         verdicts.append("holds" if small or decide([abs(x) for x in d]) != "holds" else "fails")
-    out.append(Verdict(
-        "1. rect/rect IAT-ReLU is the same as ReLU",
-        "score(rect/rect) − score(relu) per seed (accuracy %, −log10 MSE); holds if ≈ 0",
-        "; ".join(f"{t}: max |Δ| {max(map(abs, d)):.3g}" if d else f"{t}: n/a" for t, d in diffs.items()),
-        combine(verdicts) if all(diffs.values()) else "inconclusive",
-    ))
+    out.append(
+        Verdict(
+            "1. rect/rect IAT-ReLU is the same as ReLU",
+            "score(rect/rect) − score(relu) per seed (accuracy %, −log10 MSE); holds if ≈ 0",
+            "; ".join(f"{t}: max |Δ| {max(map(abs, d)):.3g}" if d else f"{t}: n/a" for t, d in diffs.items()),
+            combine(verdicts) if all(diffs.values()) else "inconclusive",
+        )
+    )
 
     # 2. zero-integral input rows beat local rows on memorisation.
-    res = per_task(lambda tb, a, t: _mean_of(tb, ZERO_INTEGRAL) - _mean_of(tb, LOCAL) if not tb.empty else None,
-                   ("memorization",))
-    out.append(Verdict("2. Zero-integral input bases beat local ones on memorisation (row means)",
-                       "mean accuracy of rows fourier, pwl-w, rect-w − rows rect, pwl, pwq",
-                       summary(res), res["memorization"][1]))
+    res = per_task(
+        lambda tb, a, t: _mean_of(tb, ZERO_INTEGRAL) - _mean_of(tb, LOCAL) if not tb.empty else None,
+        ("memorization",),
+    )
+    out.append(
+        Verdict(
+            "2. Zero-integral input bases beat local ones on memorisation (row means)",
+            "mean accuracy of rows fourier, pwl-w, rect-w − rows rect, pwl, pwq",
+            summary(res),
+            res["memorization"][1],
+        )
+    )
 
     # 3. fourier is the best row across both tasks (mean rank of row means over the two tasks).
     def rank_gap(seed):
@@ -315,9 +342,14 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
 
     common = sorted(set(seeds["fitting"]) & set(seeds["memorization"]))
     gaps = [g for g in (rank_gap(s) for s in common) if g is not None]
-    out.append(Verdict("3. The fourier input basis is the best row overall across both tasks",
-                       "best other row's mean rank − fourier's mean rank (row means, ranked per task)",
-                       f"mean {_fmt(np.mean(gaps) if gaps else np.nan)} over {len(gaps)} seed(s)", decide(gaps)))
+    out.append(
+        Verdict(
+            "3. The fourier input basis is the best row overall across both tasks",
+            "best other row's mean rank − fourier's mean rank (row means, ranked per task)",
+            f"mean {_fmt(np.mean(gaps) if gaps else np.nan)} over {len(gaps)} seed(s)",
+            decide(gaps),
+        )
+    )
 
     # 4. the best pair beats relu on both tasks.
     def best_vs_relu(t):
@@ -326,8 +358,11 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
             return [], "inconclusive", ""
         s = mean_table.apply(lambda c: _score(t, c))
         bi, bo = s.stack().idxmax()
-        d = [float(tb.loc[bi, bo] - a["relu"]) for tb, a in seeds[t].values()
-             if "relu" in a and bi in tb.index and bo in tb.columns]
+        d = [
+            float(tb.loc[bi, bo] - a["relu"])
+            for tb, a in seeds[t].values()
+            if "relu" in a and bi in tb.index and bo in tb.columns
+        ]
         return d, decide(d), f"{bi}/{bo}"
 
     parts, vs = [], []
@@ -335,14 +370,27 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
         d, v, pair = best_vs_relu(t)
         parts.append(f"{t}: best {pair or 'n/a'}, Δ {_fmt(np.mean(d) if d else np.nan)}")
         vs.append(v)
-    out.append(Verdict("4. The best basis pair beats ReLU on both tasks",
-                       "score(best pair) − score(relu) per seed", "; ".join(parts), combine(vs)))
+    out.append(
+        Verdict(
+            "4. The best basis pair beats ReLU on both tasks",
+            "score(best pair) − score(relu) per seed",
+            "; ".join(parts),
+            combine(vs),
+        )
+    )
 
     # 5. local output columns beat wavelet output columns.
-    res = per_task(lambda tb, a, t: _mean_of(tb, cols=LOCAL) - _mean_of(tb, cols=WAVELETS) if not tb.empty else None)
-    out.append(Verdict("5. Local output bases beat the wavelet outputs (column means)",
-                       "mean score of columns rect, pwl, pwq − columns pwl-w, rect-w",
-                       summary(res), combine([v for _, v in res.values()])))
+    res = per_task(
+        lambda tb, a, t: _mean_of(tb, cols=LOCAL) - _mean_of(tb, cols=WAVELETS) if not tb.empty else None
+    )
+    out.append(
+        Verdict(
+            "5. Local output bases beat the wavelet outputs (column means)",
+            "mean score of columns rect, pwl, pwq − columns pwl-w, rect-w",
+            summary(res),
+            combine([v for _, v in res.values()]),
+        )
+    )
 
     out.append(_mesh_claim(df))
 
@@ -362,11 +410,15 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
 
     fit_res = per_task(smooth_fit, ("fitting",))
     mem_res = per_task(smooth_mem, ("memorization",))
-    out.append(Verdict("7. tanh and sigmoid fit smooth targets best, but memorise worse than ReLU",
-                       "fitting: −log10 MSE of the worse of tanh/sigmoid − the best other model; "
-                       "memorisation: accuracy relu − best of tanh/sigmoid",
-                       summary({**fit_res, **mem_res}),
-                       combine([fit_res["fitting"][1], mem_res["memorization"][1]])))
+    out.append(
+        Verdict(
+            "7. tanh and sigmoid fit smooth targets best, but memorise worse than ReLU",
+            "fitting: −log10 MSE of the worse of tanh/sigmoid − the best other model; "
+            "memorisation: accuracy relu − best of tanh/sigmoid",
+            summary({**fit_res, **mem_res}),
+            combine([fit_res["fitting"][1], mem_res["memorization"][1]]),
+        )
+    )
 
     out.append(_stability_claim(df))
     return out
@@ -374,8 +426,10 @@ def claims(df: pd.DataFrame) -> list[Verdict]:
 
 def _mesh_claim(df: pd.DataFrame) -> Verdict:
     name = "6. A larger mesh ratio improves fitting but helps memorisation little"
-    stat = ("fitting: Spearman ρ(r, −log10 MSE) per seed over IAT cells; "
-            "memorisation: accuracy change from smallest to largest r (little: < 2 points)")
+    stat = (
+        "fitting: Spearman ρ(r, −log10 MSE) per seed over IAT cells; "
+        "memorisation: accuracy change from smallest to largest r (little: < 2 points)"
+    )
     ok = ok_cells(df)
     iat = ok[(ok["model"] == "iat")] if not ok.empty else ok
     if iat.empty or iat["mesh_ratio"].nunique() < 2:
@@ -395,8 +449,10 @@ def _mesh_claim(df: pd.DataFrame) -> Verdict:
             gains.append(float(hi["accuracy_pct"] - lo["accuracy_pct"]))
     fit_v = decide(rho)
     mem_v = ("holds" if abs(np.mean(gains)) < 2 else "fails") if gains else "inconclusive"
-    ours = (f"fitting: mean ρ {_fmt(np.mean(rho) if rho else np.nan)} over {len(rho)} seed(s); "
-            f"memorisation: mean gain {_fmt(np.mean(gains) if gains else np.nan)} points")
+    ours = (
+        f"fitting: mean ρ {_fmt(np.mean(rho) if rho else np.nan)} over {len(rho)} seed(s); "
+        f"memorisation: mean gain {_fmt(np.mean(gains) if gains else np.nan)} points"
+    )
     return Verdict(name, stat, ours, combine([fit_v, mem_v]))
 
 
@@ -405,20 +461,25 @@ def _stability_claim(df: pd.DataFrame) -> Verdict:
 
     ok = ok_cells(df)
     name = "8. Continuous bases train more stably than ReLU (fewer, smaller upward loss jumps)"
-    stat = "relu − mean over IAT cells with a continuous input basis, of jump count and of total relative jump size"
+    stat = (
+        "relu − mean over IAT cells with a continuous input basis, "
+        "of jump count and of total relative jump size"
+    )
     if ok.empty or "loss_jumps" not in ok:
         return Verdict(name, stat, "n/a", "inconclusive")
     cont = [b for b in BASES.names() if properties(b)["continuous"]]
     counts, totals = [], []
-    for (task, seed), g in ok.groupby(["task", "seed"]):
+    for _, g in ok.groupby(["task", "seed"]):
         relu = g[g["model"] == "relu"]
         iat = g[(g["model"] == "iat") & g["basis_in"].isin(cont)]
         if relu.empty or iat.empty:
             continue
         counts.append(float(relu["loss_jumps"].mean() - iat["loss_jumps"].mean()))
         totals.append(float(relu["loss_jump_total"].mean() - iat["loss_jump_total"].mean()))
-    ours = (f"jumps: mean Δ {_fmt(np.mean(counts) if counts else np.nan)}; "
-            f"size: mean Δ {_fmt(np.mean(totals) if totals else np.nan)} over {len(counts)} task×seed")
+    ours = (
+        f"jumps: mean Δ {_fmt(np.mean(counts) if counts else np.nan)}; "
+        f"size: mean Δ {_fmt(np.mean(totals) if totals else np.nan)} over {len(counts)} task×seed"
+    )
     return Verdict(name, stat, ours, combine([decide(counts), decide(totals)]))
 
 
@@ -457,7 +518,9 @@ def _fmt_metric(task: str) -> Callable[[float], str]:
     return lambda v: "—" if pd.isna(v) else f"{v:.2e}"
 
 
-def build(sweep_dir: str | Path, extra_columns: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None) -> dict:
+def build(
+    sweep_dir: str | Path, extra_columns: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None
+) -> dict:
     """Write cells.csv, tables/, figures/ and report.md; return a summary for the terminal."""
     from iatrun import sweep_plots
 
@@ -472,7 +535,11 @@ def build(sweep_dir: str | Path, extra_columns: Callable[[pd.DataFrame, Path], p
 
     tables = {}
     for task in MAIN:
-        metrics = ["heldout_mse", "train_mse", "max_abs_error"] if task == "fitting" else ["accuracy_pct", "train_loss"]
+        metrics = (
+            ["heldout_mse", "train_mse", "max_abs_error"]
+            if task == "fitting"
+            else ["accuracy_pct", "train_loss"]
+        )
         for metric in metrics:
             mean, std = pair_table(df, task, metric), pair_table(df, task, metric, "std")
             if not mean.empty:
@@ -516,14 +583,19 @@ def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures) -> str:
         f"{spec.get('description', '')}",
         "",
         f"- cells: {len(df)} ({int((df['state'] == 'done').sum())} finished, "
-        f"{int((ok_cells(df).shape[0]))} ok), seeds: {seeds}",
+        f"{int(ok_cells(df).shape[0])} ok), seeds: {seeds}",
         f"- command-line overrides: {' '.join(spec.get('overrides') or []) or 'none'}",
     ]
     iat = iat_cells(df)
     if not iat.empty:
         lines.append(f"- IAT tables use mesh ratio r = {main_mesh_ratio(iat)}")
-    lines += ["", "## The paper's claims (SPEC §6)", "",
-              "| claim | statistic | ours | verdict |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## The paper's claims (SPEC §6)",
+        "",
+        "| claim | statistic | ours | verdict |",
+        "|---|---|---|---|",
+    ]
     for v in verdicts:
         lines.append(f"| {v.claim} | {v.statistic} | {v.ours} | **{v.verdict}** |")
     for task in MAIN:
@@ -534,23 +606,66 @@ def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures) -> str:
         theirs = paper.table(task)
         rho = spearman(mean, theirs)
         unit = "training accuracy, %" if MAIN[task][1] else "held-out MSE"
-        lines += ["", f"## {task} ({unit})", "", f"Spearman rank correlation with the paper's table: "
-                  f"**{rho:.2f}**" if np.isfinite(rho) else "Spearman: n/a", "",
-                  "Paper:", "", _md_table(theirs, _fmt_metric(task)), "", "Ours (mean over seeds):", "",
-                  _md_table(mean, _fmt_metric(task)), "", "Ours (std over seeds):", "",
-                  _md_table(std, _fmt_metric(task))]
+        lines += [
+            "",
+            f"## {task} ({unit})",
+            "",
+            f"Spearman rank correlation with the paper's table: **{rho:.2f}**"
+            if np.isfinite(rho)
+            else "Spearman: n/a",
+            "",
+            "Paper:",
+            "",
+            _md_table(theirs, _fmt_metric(task)),
+            "",
+            "Ours (mean over seeds):",
+            "",
+            _md_table(mean, _fmt_metric(task)),
+            "",
+            "Ours (std over seeds):",
+            "",
+            _md_table(std, _fmt_metric(task)),
+        ]
     if not base.empty:
-        lines += ["", "## Scalar baselines", "", "Paper:", "", _md_table(paper.baselines(), lambda v: f"{v:.3g}"),
-                  "", "Ours:", "", _md_table(base, lambda v: "—" if pd.isna(v) else f"{v:.3g}")]
+        lines += [
+            "",
+            "## Scalar baselines",
+            "",
+            "Paper:",
+            "",
+            _md_table(paper.baselines(), lambda v: f"{v:.3g}"),
+            "",
+            "Ours:",
+            "",
+            _md_table(base, lambda v: "—" if pd.isna(v) else f"{v:.3g}"),
+        ]
     if not mesh.empty:
-        lines += ["", "## Mesh ratio", "", _md_table(mesh.set_index("task"), lambda v: v if isinstance(v, str)
-                                                     else ("—" if pd.isna(v) else f"{v:.3g}"))]
+        lines += [
+            "",
+            "## Mesh ratio",
+            "",
+            _md_table(
+                mesh.set_index("task"),
+                lambda v: v if isinstance(v, str) else ("—" if pd.isna(v) else f"{v:.3g}"),
+            ),
+        ]
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):
-        lines += ["", "## Cells that did not finish ok", "", "| cell | state | status | detail |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Cells that did not finish ok",
+            "",
+            "| cell | state | status | detail |",
+            "|---|---|---|---|",
+        ]
         for _, r in bad.iterrows():
-            detail = r.get("error") if isinstance(r.get("error"), str) else (
-                f"diverged at step {int(r['diverged_step'])}" if pd.notna(r.get("diverged_step")) else "")
+            detail = (
+                r.get("error")
+                if isinstance(r.get("error"), str)
+                else (
+                    f"diverged at step {int(r['diverged_step'])}" if pd.notna(r.get("diverged_step")) else ""
+                )
+            )
             lines.append(f"| {r['key']} | {r['state']} | {r['status']} | {detail} |")
     if figures:
         lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]

@@ -159,7 +159,6 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
     from iatrun.train import prepare
 
     cli = parse_overrides(overrides)
-    cli_keys = [k for k, _ in cli]
     fixed = [str(o) for o in grid.get("overrides") or []]
     seeds = [str(s) for s in grid.get("seeds") or [0]]
     blocks = []
@@ -176,9 +175,7 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
     for k, vals in cli:
         if k == "seed":
             seeds = vals
-    varying = sorted(
-        {k for b in blocks for k, v in b.items() if k.lstrip("+~") not in _NAMED and len(v) > 1}
-    )
+    varying = sorted({k for b in blocks for k, v in b.items() if k.lstrip("+~") not in _NAMED and len(v) > 1})
     cells: dict[str, Cell] = {}
     cache: dict[tuple, dict] = {}
     for axes in blocks:
@@ -329,8 +326,12 @@ def _execute(sweep_dir: Path, cell: Cell, threads: int | None) -> dict:
     status = result.metrics["status"]
     write_json(
         folder / DONE,
-        {"status": status, "config_hash": cell.config_hash, "finished": datetime.now().isoformat(),
-         "seconds": time.time() - start},
+        {
+            "status": status,
+            "config_hash": cell.config_hash,
+            "finished": datetime.now().isoformat(),
+            "seconds": time.time() - start,
+        },
     )
     return {"key": cell.key, "state": "done", "status": status, "ran": True, **result.metrics}
 
@@ -374,8 +375,9 @@ def run_cells(
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+        ) as pool:
             pending = {}
             queue = list(cells)
             try:
@@ -409,7 +411,9 @@ def new_sweep_dir(name: str, results_dir: str | Path = "results") -> Path:
     raise IatrunError(f"too many sweeps named {name}-{stamp}")
 
 
-def prepare_sweep_dir(path: Path, grid: Mapping[str, Any], overrides: Sequence[str], cells: Iterable[Cell]) -> Path:
+def prepare_sweep_dir(
+    path: Path, grid: Mapping[str, Any], overrides: Sequence[str], cells: Iterable[Cell]
+) -> Path:
     """Create (or reuse, for resume) a sweep folder and write ``sweep.yaml``."""
     from iatrun.results import write_text
 
@@ -476,7 +480,10 @@ def launcher_config(name: str, user_dir=None, overrides: Mapping[str, Any] | Non
 
 
 def run_submitit(
-    sweep_dir: Path, cells: Sequence[Cell], launcher: Mapping[str, Any], on_done: Callable[[dict], None] | None = None
+    sweep_dir: Path,
+    cells: Sequence[Cell],
+    launcher: Mapping[str, Any],
+    on_done: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Submit ``cells`` as one job array (SLURM, or local processes) and wait for them."""
     import submitit
@@ -493,7 +500,12 @@ def run_submitit(
         try:
             row = job.result()
         except Exception as e:  # the job itself died (killed, node lost): recorded, rerun on resume
-            row = {"key": cell.key, "state": "failed", "status": "failed", "error": f"{type(e).__name__}: {e}"}
+            row = {
+                "key": cell.key,
+                "state": "failed",
+                "status": "failed",
+                "error": f"{type(e).__name__}: {e}",
+            }
         rows.append(row)
         if on_done:
             on_done(row)

@@ -29,8 +29,15 @@ def heatmap(ours: pd.DataFrame, theirs: pd.DataFrame, task: str, higher_better: 
         for i in range(vals.shape[0]):
             for j in range(vals.shape[1]):
                 if np.isfinite(vals[i, j]):
-                    ax.text(j, i, f"{vals[i, j]:.1f}" if higher_better else f"{vals[i, j]:.2f}",
-                            ha="center", va="center", fontsize=7, color="w")
+                    ax.text(
+                        j,
+                        i,
+                        f"{vals[i, j]:.1f}" if higher_better else f"{vals[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="w",
+                    )
     fig.colorbar(im, ax=axes, label="accuracy %" if higher_better else "log10 MSE")
     save(fig, path)
 

@@ -83,7 +83,9 @@ def target_params(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     given = dict(cfg.get(name) or {})
     extra = sorted(set(given) - set(allowed))
     if extra:
-        raise IatrunError(f"target {name!r} takes no parameter {extra[0]!r} (its parameters: {', '.join(allowed)})")
+        raise IatrunError(
+            f"target {name!r} takes no parameter {extra[0]!r} (its parameters: {', '.join(allowed)})"
+        )
     return given
 
 
@@ -128,7 +130,13 @@ def fitting(cfg: Mapping[str, Any]) -> TaskData:
         }
 
     return TaskData(
-        name="fitting", d=1, o=1, x=x[:, None], y=y[:, None], loss=F.mse_loss, evaluate=evaluate,
+        name="fitting",
+        d=1,
+        o=1,
+        x=x[:, None],
+        y=y[:, None],
+        loss=F.mse_loss,
+        evaluate=evaluate,
         extra={"target": name, "target_fn": lambda t: f(t, **params), "x_eval": x_eval, "y_eval": y_eval},
     )
 

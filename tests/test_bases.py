@@ -71,7 +71,12 @@ def test_smooth_column(name):
 def test_fourier_columns_are_sin_cos_pairs():
     t = torch.tensor([0.3], dtype=torch.float64)
     v = bases.evaluate("fourier", 4, t)[0]
-    expected = [math.sin(math.pi * 0.3), math.cos(math.pi * 0.3), math.sin(2 * math.pi * 0.3), math.cos(2 * math.pi * 0.3)]
+    expected = [
+        math.sin(math.pi * 0.3),
+        math.cos(math.pi * 0.3),
+        math.sin(2 * math.pi * 0.3),
+        math.cos(2 * math.pi * 0.3),
+    ]
     assert torch.allclose(v, torch.tensor(expected, dtype=torch.float64))
 
 
@@ -103,6 +108,8 @@ def test_register_basis_appears_everywhere_and_sup_norm_is_measured():
         assert phi.abs().max().item() == pytest.approx(1.0, abs=1e-3)
         assert IAT(3, "test-tri", "rect", 2)(torch.ones(1, 3)).shape == (1, 3)
         with pytest.raises(IatrunError, match="already registered"):
-            bases.register_basis("test-tri", continuous=True, smooth=False, global_=True, zero_integral=False)(tri)
+            bases.register_basis(
+                "test-tri", continuous=True, smooth=False, global_=True, zero_integral=False
+            )(tri)
     finally:
         bases.BASES._entries.pop("test-tri")

@@ -118,7 +118,10 @@ def test_regions_of_the_blog_network(blog_run):
     ]
     lines = (folder / "regions.csv").read_text().splitlines()
     assert lines == [
-        "x_start,x_end,slope,intercept", "-1.0,-0.5,4.0,3.0", "-0.5,0.0,-4.0,-1.0", "0.0,1.0,1.0,-1.0"
+        "x_start,x_end,slope,intercept",
+        "-1.0,-0.5,4.0,3.0",
+        "-0.5,0.0,-4.0,-1.0",
+        "0.0,1.0,1.0,-1.0",
     ]
     assert (folder / "regions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -185,8 +188,17 @@ def test_regions_on_a_trained_fitting_run(tmp_path):
     from iatrun.config import compose
     from iatrun.train import run
 
-    overrides = ["model=iat", "model.width=8", "model.depth=2", "model.basis_in=pwl", "train.steps=3",
-                 "task.n_train=32", "task.holdout_factor=2", "device=cpu", f"out={tmp_path / 'fit'}"]
+    overrides = [
+        "model=iat",
+        "model.width=8",
+        "model.depth=2",
+        "model.basis_in=pwl",
+        "train.steps=3",
+        "task.n_train=32",
+        "task.holdout_factor=2",
+        "device=cpu",
+        f"out={tmp_path / 'fit'}",
+    ]
     _, folder = run(compose(overrides))
     res = invoke("regions", folder, "--json")
     assert res.exit_code == 0, res.output

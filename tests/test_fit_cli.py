@@ -28,8 +28,18 @@ def test_fit_writes_a_complete_fitting_run_folder(tmp_path):
         ["config.yaml", "metrics.json", "curve.csv", "model.pt", "loss.png", "prediction.png"]
     )
     m = json.loads((run / "metrics.json").read_text())
-    for key in ("status", "train_mse", "heldout_mse", "max_abs_error", "wall_time_s", "steps_per_s",
-                "num_params", "loss_jumps", "loss_jump_total", "final_loss"):
+    for key in (
+        "status",
+        "train_mse",
+        "heldout_mse",
+        "max_abs_error",
+        "wall_time_s",
+        "steps_per_s",
+        "num_params",
+        "loss_jumps",
+        "loss_jump_total",
+        "final_loss",
+    ):
         assert key in m
     assert m["status"] == "ok" and m["steps_done"] == 40
     assert m["num_params"] == (1 * 8 + 8) + (8 * 8 + 8) + (8 + 1)
@@ -100,7 +110,10 @@ def test_default_run_folder_name(tmp_path):
         (["--steps", "0"], "train.steps must be an integer >= 1, got 0"),
         (["--lr", "fast"], "Invalid value for '--lr'"),
         (["train.lr=fast"], "train.lr must be a positive number, got 'fast'"),
-        (["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1],[0,2]]"], "strictly increasing"),
+        (
+            ["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1],[0,2]]"],
+            "strictly increasing",
+        ),
         (["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1]]"], "at least two points"),
         (["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1,2],[1,2]]"], "[x, y] pairs"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -138,7 +151,9 @@ def test_nonempty_out_is_refused(tmp_path):
 
 
 def test_divergence_is_recorded_not_a_crash(tmp_path):
-    res = fit(tmp_path, "--width", "8", "--steps", "200", "task.n_train=64", "-q", "--lr", "1e6", "--model", "relu")
+    res = fit(
+        tmp_path, "--width", "8", "--steps", "200", "task.n_train=64", "-q", "--lr", "1e6", "--model", "relu"
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "diverged" and 1 <= m["diverged_step"] <= 200
@@ -153,7 +168,9 @@ def test_console_script_in_a_real_subprocess(tmp_path):
     assert (tmp_path / "run" / "metrics.json").exists()
     bad = subprocess.run([*cmd, "fit", "--basis-in", "nope"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("error: unknown basis")
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith(
+        "error: unknown basis"
+    )
     assert list(tmp_path.iterdir()) == [tmp_path / "run"]
     mod = subprocess.run([sys.executable, "-m", "iatrun", "--version"], capture_output=True, text=True)
     assert mod.returncode == 0 and mod.stdout.startswith("iatrun ")

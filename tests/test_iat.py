@@ -62,7 +62,9 @@ def test_jacobian_equals_activation_matrix_and_linear_form(bi, bo):
 def test_jacobian_for_other_sigmas(sigma):
     layer = IAT(4, "fourier", "pwq", 3, sigma=sigma).double()
     x = torch.randn(4, dtype=torch.float64)
-    assert torch.allclose(torch.autograd.functional.jacobian(layer, x), layer.activation_matrix(x), atol=1e-12)
+    assert torch.allclose(
+        torch.autograd.functional.jacobian(layer, x), layer.activation_matrix(x), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("bi", ["fourier", "pwq", "rect-w"])

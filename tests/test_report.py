@@ -17,17 +17,67 @@ def cells(acc, mse, seeds=(0, 1, 2), relu=(90.0, 1e-3), tanh=(85.0, 4e-6), sigmo
     for s in seeds:
         for bi in BASES6:
             for bo in BASES6:
-                rows.append(dict(key=f"m/{bi}-{bo}/{s}", state="done", status="ok", task="memorization", model="iat",
-                                 basis_in=bi, basis_out=bo, mesh_ratio=4, method=None, seed=s,
-                                 accuracy_pct=acc(bi, bo, s) + jitter * rng.normal(), loss_jumps=1, loss_jump_total=0.1))
-                rows.append(dict(key=f"f/{bi}-{bo}/{s}", state="done", status="ok", task="fitting", model="iat",
-                                 basis_in=bi, basis_out=bo, mesh_ratio=4, method=None, seed=s,
-                                 heldout_mse=mse(bi, bo, s), loss_jumps=1, loss_jump_total=0.1))
+                rows.append(
+                    dict(
+                        key=f"m/{bi}-{bo}/{s}",
+                        state="done",
+                        status="ok",
+                        task="memorization",
+                        model="iat",
+                        basis_in=bi,
+                        basis_out=bo,
+                        mesh_ratio=4,
+                        method=None,
+                        seed=s,
+                        accuracy_pct=acc(bi, bo, s) + jitter * rng.normal(),
+                        loss_jumps=1,
+                        loss_jump_total=0.1,
+                    )
+                )
+                rows.append(
+                    dict(
+                        key=f"f/{bi}-{bo}/{s}",
+                        state="done",
+                        status="ok",
+                        task="fitting",
+                        model="iat",
+                        basis_in=bi,
+                        basis_out=bo,
+                        mesh_ratio=4,
+                        method=None,
+                        seed=s,
+                        heldout_mse=mse(bi, bo, s),
+                        loss_jumps=1,
+                        loss_jump_total=0.1,
+                    )
+                )
         for name, (a, m) in (("relu", relu), ("tanh", tanh), ("sigmoid", sigmoid)):
-            rows.append(dict(key=f"m/{name}/{s}", state="done", status="ok", task="memorization", model=name,
-                             seed=s, accuracy_pct=a, loss_jumps=5, loss_jump_total=2.0 + s))
-            rows.append(dict(key=f"f/{name}/{s}", state="done", status="ok", task="fitting", model=name,
-                             seed=s, heldout_mse=m, loss_jumps=5, loss_jump_total=2.0 + s))
+            rows.append(
+                dict(
+                    key=f"m/{name}/{s}",
+                    state="done",
+                    status="ok",
+                    task="memorization",
+                    model=name,
+                    seed=s,
+                    accuracy_pct=a,
+                    loss_jumps=5,
+                    loss_jump_total=2.0 + s,
+                )
+            )
+            rows.append(
+                dict(
+                    key=f"f/{name}/{s}",
+                    state="done",
+                    status="ok",
+                    task="fitting",
+                    model=name,
+                    seed=s,
+                    heldout_mse=m,
+                    loss_jumps=5,
+                    loss_jump_total=2.0 + s,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -50,7 +100,12 @@ def test_claims_hold_on_a_paper_like_sweep():
     zero = {"fourier", "pwl-w", "rect-w"}
 
     def acc(bi, bo, s):
-        a = 85 + (6 if bi in zero else 0) + (3 if bi == "fourier" else 0) + (2 if bo in ("rect", "pwl", "pwq") else 0)
+        a = (
+            85
+            + (6 if bi in zero else 0)
+            + (3 if bi == "fourier" else 0)
+            + (2 if bo in ("rect", "pwl", "pwq") else 0)
+        )
         return 90.0 if (bi, bo) == ("rect", "rect") else a + 0.1 * s
 
     def mse(bi, bo, s):
@@ -58,8 +113,16 @@ def test_claims_hold_on_a_paper_like_sweep():
         return 1e-3 if (bi, bo) == ("rect", "rect") else m * (1 + 0.01 * s)
 
     v = by_number(report.claims(cells(acc, mse)))
-    assert v == {1: "holds", 2: "holds", 3: "holds", 4: "holds", 5: "holds", 6: "inconclusive", 7: "holds",
-                 8: "holds"}
+    assert v == {
+        1: "holds",
+        2: "holds",
+        3: "holds",
+        4: "holds",
+        5: "holds",
+        6: "inconclusive",
+        7: "holds",
+        8: "holds",
+    }
 
 
 def test_claims_fail_and_inconclusive():
@@ -69,7 +132,9 @@ def test_claims_fail_and_inconclusive():
     # a tiny difference drowned in seed noise: inconclusive
     rng = np.random.default_rng(1)
     noise = {(bi, s): rng.normal(0, 3) for bi in BASES6 for s in range(3)}
-    df = cells(lambda bi, bo, s: 85.0 + (0.1 if bi == "fourier" else 0) + noise[(bi, s)], lambda bi, bo, s: 1e-3)
+    df = cells(
+        lambda bi, bo, s: 85.0 + (0.1 if bi == "fourier" else 0) + noise[(bi, s)], lambda bi, bo, s: 1e-3
+    )
     assert by_number(report.claims(df))[2] == "inconclusive"
 
 
@@ -93,10 +158,34 @@ def test_mesh_claim_from_a_mesh_sweep():
     rows = []
     for s in (0, 1, 2):
         for r in (1, 2, 4, 8, 16):
-            rows.append(dict(key=f"f{r}{s}", state="done", status="ok", task="fitting", model="iat", basis_in="pwq",
-                             basis_out="pwq", mesh_ratio=r, seed=s, heldout_mse=1e-3 / r * (1 + 0.01 * s)))
-            rows.append(dict(key=f"m{r}{s}", state="done", status="ok", task="memorization", model="iat",
-                             basis_in="pwq", basis_out="pwq", mesh_ratio=r, seed=s, accuracy_pct=90 + 0.1 * r))
+            rows.append(
+                dict(
+                    key=f"f{r}{s}",
+                    state="done",
+                    status="ok",
+                    task="fitting",
+                    model="iat",
+                    basis_in="pwq",
+                    basis_out="pwq",
+                    mesh_ratio=r,
+                    seed=s,
+                    heldout_mse=1e-3 / r * (1 + 0.01 * s),
+                )
+            )
+            rows.append(
+                dict(
+                    key=f"m{r}{s}",
+                    state="done",
+                    status="ok",
+                    task="memorization",
+                    model="iat",
+                    basis_in="pwq",
+                    basis_out="pwq",
+                    mesh_ratio=r,
+                    seed=s,
+                    accuracy_pct=90 + 0.1 * r,
+                )
+            )
     df = pd.DataFrame(rows)
     assert report._mesh_claim(df).verdict == "holds"
     table = report.mesh_table(df)

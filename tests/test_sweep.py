@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from iatrun.cli import app
-from iatrun.errors import IatrunError
 from iatrun.sweep import expand, load_grid
 
 runner = CliRunner()
@@ -81,8 +80,11 @@ def test_command_line_sweep_overrides_replace_axes_and_add_keys():
     assert all(c.config["train"]["steps"] == 20 for c in cells)
     steps = expand(load_grid("quick"), ["model.basis_in=pwl", "model.basis_out=pwq", "train.steps=10,20"])
     keys = sorted(c.key for c in steps)
-    assert keys[:3] == ["fitting/iat-pwl-pwq-r4-steps10/seed0", "fitting/iat-pwl-pwq-r4-steps20/seed0",
-                        "fitting/relu-steps10/seed0"]
+    assert keys[:3] == [
+        "fitting/iat-pwl-pwq-r4-steps10/seed0",
+        "fitting/iat-pwl-pwq-r4-steps20/seed0",
+        "fitting/relu-steps10/seed0",
+    ]
     assert len(keys) == 2 * (1 + 3) * 2
 
 
@@ -119,9 +121,16 @@ def quick_sweep(tmp_path_factory):
 
 def test_quick_sweep_writes_a_complete_folder(quick_sweep):
     out, output = quick_sweep
-    for name in ("sweep.yaml", "cells.csv", "report.md", "tables/baselines.csv",
-                 "figures/fitting_heatmap.png", "figures/memorization_heatmap.png",
-                 "figures/fitting_curves.png", "tables/fitting_heldout_mse_std.csv"):
+    for name in (
+        "sweep.yaml",
+        "cells.csv",
+        "report.md",
+        "tables/baselines.csv",
+        "figures/fitting_heatmap.png",
+        "figures/memorization_heatmap.png",
+        "figures/fitting_curves.png",
+        "tables/fitting_heldout_mse_std.csv",
+    ):
         assert (out / name).is_file(), name
     for task, metric in (("fitting", "heldout_mse"), ("memorization", "accuracy_pct")):
         t = pd.read_csv(out / "tables" / f"{task}_{metric}.csv", index_col="basis_in")
@@ -133,7 +142,10 @@ def test_quick_sweep_writes_a_complete_folder(quick_sweep):
     assert len(cells) == 78 and (cells["state"] == "done").all()
     # rect/rect IAT-ReLU with the same seed is the relu network: identical results
     fit = cells.set_index("key")
-    assert fit.loc["fitting/iat-rect-rect-r4/seed0", "heldout_mse"] == fit.loc["fitting/relu/seed0", "heldout_mse"]
+    assert (
+        fit.loc["fitting/iat-rect-rect-r4/seed0", "heldout_mse"]
+        == fit.loc["fitting/relu/seed0", "heldout_mse"]
+    )
     report = (out / "report.md").read_text()
     assert report.count("| **") == 8 and "Spearman rank correlation" in report
     assert "report.md" in output
@@ -203,8 +215,18 @@ def test_force_reruns_every_cell(tmp_path, confdir):
 
 
 def test_submitit_local_launcher(tmp_path, confdir):
-    res = sweep("--grid", "tiny", "--config-dir", str(confdir), "--out", str(tmp_path / "s"),
-                "--launcher", "submitit_local", "seed=0", "model.basis_in=rect")
+    res = sweep(
+        "--grid",
+        "tiny",
+        "--config-dir",
+        str(confdir),
+        "--out",
+        str(tmp_path / "s"),
+        "--launcher",
+        "submitit_local",
+        "seed=0",
+        "model.basis_in=rect",
+    )
     assert res.exit_code == 0, res.output
     cells = pd.read_csv(tmp_path / "s" / "cells.csv")
     assert len(cells) == 3 and (cells["state"] == "done").all() and (cells["status"] == "ok").all()
@@ -218,7 +240,7 @@ def test_crashing_and_diverging_cells_are_recorded_and_the_sweep_goes_on(tmp_pat
         def forward(self, x):
             raise RuntimeError("boom in forward")
 
-    MODELS.add("boom", lambda: (lambda n: Boom("relu")))
+    MODELS.add("boom", lambda: lambda n: Boom("relu"))
     (confdir / "model").mkdir()
     (confdir / "model" / "boom.yaml").write_text("kind: boom\nnorm: none\n")
     (confdir / "sweep" / "boom.yaml").write_text(
@@ -236,8 +258,17 @@ def test_crashing_and_diverging_cells_are_recorded_and_the_sweep_goes_on(tmp_pat
     assert cells.loc["fitting/relu/seed0", "state"] == "done"
     assert "fitting/boom/seed0" in (tmp_path / "x" / "report.md").read_text()
 
-    res = sweep("--grid", "boom", "--config-dir", str(confdir), "--out", str(tmp_path / "d"),
-                "model=relu", "train.lr=1e6", "train.steps=200")
+    res = sweep(
+        "--grid",
+        "boom",
+        "--config-dir",
+        str(confdir),
+        "--out",
+        str(tmp_path / "d"),
+        "model=relu",
+        "train.lr=1e6",
+        "train.steps=200",
+    )
     assert res.exit_code == 0, res.output
     cells = pd.read_csv(tmp_path / "d" / "cells.csv")
     assert (cells["status"] == "diverged").all() and cells["diverged_step"].notna().all()

@@ -56,7 +56,11 @@ def test_fitting_grids_and_default_target():
     assert len(x) == 11 and x[0] == -1 and x[-1] == 1
     assert len(fine) == 100 and torch.allclose(fine[:2], torch.tensor([-0.99, -0.97], dtype=torch.float64))
     t = torch.tensor([0.125], dtype=torch.float64)
-    want = math.sin(2 * math.pi * 0.125) + 0.5 * math.sin(8 * math.pi * 0.125) + 0.25 * math.sin(16 * math.pi * 0.125)
+    want = (
+        math.sin(2 * math.pi * 0.125)
+        + 0.5 * math.sin(8 * math.pi * 0.125)
+        + 0.25 * math.sin(16 * math.pi * 0.125)
+    )
     assert multi_sine(t).item() == pytest.approx(want)
 
 

@@ -18,7 +18,8 @@ def converge(
     samples: int = typer.Option(256, help="Random inputs x ~ N(0, I) the error is averaged over."),
     seed: int = typer.Option(0, help="Seed of the random inputs."),
     out: Path = typer.Option(  # noqa: B008 - Typer's declaration style
-        None, help="Plot file (PNG); a CSV of every r is written beside it.",
+        None,
+        help="Plot file (PNG); a CSV of every r is written beside it.",
         show_default="results/converge/<in>-<out>-n<n>.png",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the fitted order and the file written."),

@@ -18,20 +18,51 @@ def fit(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     task: str = typer.Option(None, help="Task (iatrun list tasks).", show_default="fitting"),
     model: str = typer.Option(None, help="Model kind (iatrun list models).", show_default="iat"),
-    basis_in: str = typer.Option(None, help="IAT input basis φ (iatrun list bases).", show_default=conf_default("model/iat.yaml", "basis_in")),
-    basis_out: str = typer.Option(None, help="IAT output basis ψ.", show_default=conf_default("model/iat.yaml", "basis_out")),
-    mesh_ratio: int = typer.Option(None, help="IAT mesh ratio r (M = r·width).", show_default=conf_default("model/iat.yaml", "mesh_ratio")),
-    method: str = typer.Option(None, help="IAT evaluation: mesh (M-point rule) or exact (roots).",
-                               show_default=conf_default("model/iat.yaml", "method")),
-    width: int = typer.Option(None, help="Hidden width n.", show_default="per task: fitting 128, memorization 64"),
-    depth: int = typer.Option(None, help="Number of hidden activations L.", show_default="per task: fitting 3, memorization 2"),
-    steps: int = typer.Option(None, help="Optimisation steps.", show_default="per task: fitting 4000, memorization 1000"),
+    basis_in: str = typer.Option(
+        None,
+        help="IAT input basis φ (iatrun list bases).",
+        show_default=conf_default("model/iat.yaml", "basis_in"),
+    ),
+    basis_out: str = typer.Option(
+        None, help="IAT output basis ψ.", show_default=conf_default("model/iat.yaml", "basis_out")
+    ),
+    mesh_ratio: int = typer.Option(
+        None,
+        help="IAT mesh ratio r (M = r·width).",
+        show_default=conf_default("model/iat.yaml", "mesh_ratio"),
+    ),
+    method: str = typer.Option(
+        None,
+        help="IAT evaluation: mesh (M-point rule) or exact (roots).",
+        show_default=conf_default("model/iat.yaml", "method"),
+    ),
+    width: int = typer.Option(
+        None, help="Hidden width n.", show_default="per task: fitting 128, memorization 64"
+    ),
+    depth: int = typer.Option(
+        None, help="Number of hidden activations L.", show_default="per task: fitting 3, memorization 2"
+    ),
+    steps: int = typer.Option(
+        None, help="Optimisation steps.", show_default="per task: fitting 4000, memorization 1000"
+    ),
     lr: float = typer.Option(None, help="Adam learning rate.", show_default="per task: 3e-3 (conf/train/)"),
-    seed: int = typer.Option(None, help="Model initialisation seed.", show_default=conf_default("config.yaml", "seed")),
-    device: str = typer.Option(None, help="auto | cpu | cuda.", show_default=conf_default("config.yaml", "device")),
-    dtype: str = typer.Option(None, help="float32 | float64.", show_default=conf_default("config.yaml", "dtype")),
-    out: Path = typer.Option(None, help="Run folder (must not exist or be empty).", show_default="results/runs/<stamp>-<task>-<model>…"),
-    config_dir: Path = typer.Option(None, help="A folder of your own Hydra configs, searched first.", show_default=False),
+    seed: int = typer.Option(
+        None, help="Model initialisation seed.", show_default=conf_default("config.yaml", "seed")
+    ),
+    device: str = typer.Option(
+        None, help="auto | cpu | cuda.", show_default=conf_default("config.yaml", "device")
+    ),
+    dtype: str = typer.Option(
+        None, help="float32 | float64.", show_default=conf_default("config.yaml", "dtype")
+    ),
+    out: Path = typer.Option(
+        None,
+        help="Run folder (must not exist or be empty).",
+        show_default="results/runs/<stamp>-<task>-<model>…",
+    ),
+    config_dir: Path = typer.Option(
+        None, help="A folder of your own Hydra configs, searched first.", show_default=False
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only the final summary."),
 ) -> None:
     """Train one network and write a run folder: config, metrics, loss curve, model and plots."""
@@ -68,8 +99,12 @@ def _with_progress(cfg, quiet, run):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(), transient=True,
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        transient=True,
     ) as bar:
         tid = bar.add_task("train", total=cfg["train"]["steps"], loss="…")
 

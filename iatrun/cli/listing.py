@@ -23,7 +23,9 @@ def bases() -> None:
     for name in BASES.names():
         p = properties(name)
         doc = (BASES.get(name).__doc__ or "").strip().splitlines()[0]
-        t.add_row(name, *(_yes(p[k]) for k in ("continuous", "smooth", "global", "zero_integral")), escape(doc))
+        t.add_row(
+            name, *(_yes(p[k]) for k in ("continuous", "smooth", "global", "zero_integral")), escape(doc)
+        )
     Console(width=140).print(t)
 
 

@@ -66,8 +66,12 @@ def regions(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("quantity", "value", title=f"regions on [{report['interval'][0]:g}, {report['interval'][1]:g}]"
-              + ("" if "from" not in report else " (t along the segment)"))
+    t = Table(
+        "quantity",
+        "value",
+        title=f"regions on [{report['interval'][0]:g}, {report['interval'][1]:g}]"
+        + ("" if "from" not in report else " (t along the segment)"),
+    )
     t.add_row("linear regions", str(reg.num_regions))
     t.add_row("Lipschitz (exact)", f"{reg.lipschitz:.6g}")
     t.add_row("Lipschitz bound (layer-wise)", f"{reg.lipschitz_bound:.6g}")
@@ -80,10 +84,16 @@ def regions(
 
 @app.command()
 def construct(
-    points: Annotated[str, typer.Option("--points", help='Points "x0,y0 x1,y1 ..." with increasing x.',
-                                        show_default=False)],
-    out: Annotated[Path, typer.Option(help="Run folder (must not exist or be empty).",
-                                      show_default="results/runs/<stamp>-construct-relu-N<k>")] = None,
+    points: Annotated[
+        str, typer.Option("--points", help='Points "x0,y0 x1,y1 ..." with increasing x.', show_default=False)
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Run folder (must not exist or be empty).",
+            show_default="results/runs/<stamp>-construct-relu-N<k>",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as one JSON object.")] = False,
 ) -> None:
     """The blog's network: N relus in one hidden layer through N+1 points, saved as a run folder."""
@@ -96,10 +106,16 @@ def construct(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("relu k", "hidden weight v_k", "hidden bias b_k", "output weight w_k",
-              title="relu_k(x) = max(0, v_k·x + b_k);  y = Σ w_k·relu_k(x) + b_0")
-    for k, (v, b, w) in enumerate(zip(params["hidden_weight"], params["hidden_bias"], params["output_weight"],
-                                      strict=True), start=1):
+    t = Table(
+        "relu k",
+        "hidden weight v_k",
+        "hidden bias b_k",
+        "output weight w_k",
+        title="relu_k(x) = max(0, v_k·x + b_k);  y = Σ w_k·relu_k(x) + b_0",
+    )
+    for k, (v, b, w) in enumerate(
+        zip(params["hidden_weight"], params["hidden_bias"], params["output_weight"], strict=True), start=1
+    ):
         t.add_row(str(k), f"{v:g}", f"{b:g}", f"{w:g}")
     t.add_row("output bias b_0", "", "", f"{params['output_bias']:g}")
     console = Console()

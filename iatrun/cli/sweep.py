@@ -18,19 +18,24 @@ LAUNCHERS = ("none", "submitit_local", "submitit_slurm")
 @app.command()
 def sweep(
     overrides: list[str] = typer.Argument(
-        None, show_default=False,
+        None,
+        show_default=False,
         help="Hydra overrides, sweep syntax included (model.basis_in=fourier,pwq seed=0,1); "
         "launcher.KEY=VALUE sets a launcher option.",
     ),
     grid: str = typer.Option("quick", help="Named grid in conf/sweep/ (quick, paper, mesh, ...)."),
-    out: Path = typer.Option(None, help="Sweep folder; rerun into the same folder to resume.",
-                             show_default="results/sweeps/<grid>-<stamp>"),
+    out: Path = typer.Option(
+        None,
+        help="Sweep folder; rerun into the same folder to resume.",
+        show_default="results/sweeps/<grid>-<stamp>",
+    ),
     jobs: int = typer.Option(1, min=1, help="Local worker processes (threads per worker = cores / jobs)."),
     launcher: str = typer.Option("none", help="none | submitit_local | submitit_slurm (conf/launcher/)."),
     force: bool = typer.Option(False, "--force", help="Rerun every cell, finished ones included."),
     device: str = typer.Option(None, help="auto | cpu | cuda for every cell.", show_default="from config"),
-    config_dir: Path = typer.Option(None, help="A folder of your own configs (grids in its sweep/).",
-                                    show_default=False),
+    config_dir: Path = typer.Option(
+        None, help="A folder of your own configs (grids in its sweep/).", show_default=False
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
@@ -62,8 +67,11 @@ def sweep(
     from rich.console import Console
 
     console = Console()
-    console.print(f"sweep [bold]{grid}[/]: {len(cells)} cells, {len(cells) - len(pending)} already finished, "
-                  f"{len(pending)} to run → {folder}", highlight=False)
+    console.print(
+        f"sweep [bold]{grid}[/]: {len(cells)} cells, {len(cells) - len(pending)} already finished, "
+        f"{len(pending)} to run → {folder}",
+        highlight=False,
+    )
     if pending:
         _run(folder, pending, jobs, launch_cfg, quiet, console)
     _report(folder, console)
@@ -89,14 +97,22 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
 
     live = interactive(quiet)
     if not live:
+
         def on_done(row):
             console.print(line(row), highlight=False)
+
         return _launch(folder, pending, jobs, launch_cfg, None, on_done)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     running: set[str] = set()
-    with Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[run]}"),
-                  TimeRemainingColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("[bold]cells"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[run]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
         tid = bar.add_task("cells", total=len(pending), run="")
 
         def on_start(cell):
