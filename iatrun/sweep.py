@@ -310,6 +310,9 @@ def _execute(sweep_dir: Path, cell: Cell, threads: int | None) -> dict:
     folder = cell_dir(sweep_dir, cell.key)
     if folder.exists():
         shutil.rmtree(folder)  # a failed, stale or half-written attempt
+    if folder.parent.is_dir():  # staging folders of an attempt that was killed (we hold the lock)
+        for stale in folder.parent.glob(f".{folder.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     cfg = copy.deepcopy(cell.config)
     cfg["out"] = str(folder)
     start = time.time()
@@ -420,12 +423,14 @@ def prepare_sweep_dir(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise IatrunError(f"--out {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not (path / "sweep.yaml").is_file():
+    # hidden files are ignored: a concurrent sweep may be writing sweep.yaml's temporary file
+    visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+    if visible and not (path / "sweep.yaml").is_file():
         raise IatrunError(f"--out {path} is not empty and is not a sweep folder")
     try:
-        (path / "cells").mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise IatrunError(f"cannot write to {path}: {e.strerror}") from None
+        raise IatrunError(f"cannot write to {path}: {e.strerror or e}") from None
     spec = {
         "grid": grid["name"],
         "description": grid.get("description", ""),
@@ -433,7 +438,11 @@ def prepare_sweep_dir(
         "grid_spec": {k: v for k, v in grid.items() if k != "name"},
         "cells": {c.key: c.config_hash for c in cells},
     }
-    write_text(path / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False))
+    try:
+        write_text(path / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False))
+        (path / "cells").mkdir(exist_ok=True)
+    except OSError as e:
+        raise IatrunError(f"cannot write to {path}: {e.strerror or e}") from None
     return path
 
 

@@ -93,7 +93,8 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
         status = row.get("status") or row.get("state")
         metric = next((f"{k}={row[k]:.4g}" for k in ("heldout_mse", "train_accuracy") if k in row), "")
         err = f" ({row['error']})" if row.get("error") else ""
-        return f"{row['key']}: {status} {metric}{err}"
+        where = "" if row.get("ran", True) else " (finished by another process)"
+        return f"{row['key']}: {status} {metric}{err}{where}"
 
     live = interactive(quiet)
     if not live:
@@ -157,7 +158,10 @@ def _report(folder: Path, console) -> None:
         console.print(f"{v.verdict:>12}  {v.claim}", highlight=False)
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):
-        console.print(f"{len(bad)} cell(s) did not finish ok: see report.md", highlight=False)
+        console.print(f"{len(bad)} cell(s) did not finish ok (listed in report.md):", highlight=False)
+        for _, r in bad.head(20).iterrows():
+            detail = r.get("error") if isinstance(r.get("error"), str) else r.get("status")
+            console.print(f"  {r['key']}: {r['state']} ({detail})", highlight=False)
     console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
 
 
