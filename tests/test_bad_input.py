@@ -123,10 +123,8 @@ def test_unwritable_results_directory(world):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if os.access(ro, os.W_OK):
-            target = world / "afile" / "results"  # root ignores permissions: a file in the path instead
-        else:
-            target = ro / "results"
+        # root ignores permissions: then a file in the path stands in for the read-only folder
+        target = world / "afile" / "results" if os.access(ro, os.W_OK) else ro / "results"
         before = snapshot(world)
         res = runner.invoke(app, ["fit", f"results_dir={target}", "--steps", "1"])
         assert res.exit_code == 2 and res.stderr.startswith("error: cannot write")
