@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from iatrun import __version__
-from iatrun.cli import converge, fit, listing, plot, regions, sweep
+from iatrun.cli import bench, converge, fit, listing, plot, regions, sweep
 from iatrun.errors import IatrunError
 
 
@@ -62,6 +62,7 @@ app.add_typer(listing.app, name="list")
 app.add_typer(regions.app)
 app.add_typer(plot.app, name="plot")
 app.add_typer(sweep.app)
+app.add_typer(bench.app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,233 @@
+"""`iatrun bench`: speed and memory as ratios measured side by side in one process run.
+
+Every timing is the median of several repeats after a warm-up, and each figure is a ratio of two
+things measured in the same run, so it holds on a noisy machine. Results go to
+``<results_dir>/bench/<stamp>/bench.csv``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from iatrun.iat import IAT
+from iatrun.models import build_model
+
+
+@dataclass
+class Row:
+    """One benchmark figure: what was measured, its value, the reference and their ratio."""
+
+    name: str
+    params: str
+    value: float
+    unit: str
+    reference: float
+    ratio: float
+    target: str = ""
+
+
+def timeit(
+    fn: Callable[[], object], repeats: int = 7, warmup: int = 2, sync: Callable[[], None] = lambda: None
+) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def iat_roofline(
+    device: torch.device, batch: int = 1000, widths=(16, 64, 256), ratios=(1, 4, 16)
+) -> list[Row]:
+    """IAT forward+backward FLOP/s against a plain torch.mm of the same shapes, same run.
+
+    The layer's useful work is its two products, forward (B·n·M each) and backward (two more for
+    the input gradient): 8·B·n·M FLOPs. The reference runs exactly those four products with mm.
+    """
+    return [_roofline_case(device, batch, n, r) for n in widths for r in ratios]
+
+
+def _roofline_case(device: torch.device, batch: int, n: int, r: int) -> Row:
+    sync = _sync(device)
+    layer = IAT(n, "fourier", "pwq", r).to(device)
+    phi_t, psi = layer.phi_t, layer.psi
+    x = torch.randn(batch, n, device=device, requires_grad=True)
+    g = torch.randn(batch, n, device=device)
+    a, z = torch.randn(batch, n, device=device), torch.randn(batch, layer.m, device=device)
+
+    def step():
+        x.grad = None
+        layer(x).backward(g)
+
+    def mm4():
+        torch.mm(a, phi_t)
+        torch.mm(z, psi)
+        torch.mm(g, psi.T)
+        torch.mm(z, phi_t.T)
+
+    flops = 8.0 * batch * n * layer.m
+    t_layer, t_mm = timeit(step, sync=sync), timeit(mm4, sync=sync)
+    target = "≥ 0.60 at n=64 r=4 (CPU)" if (n, r) == (64, 4) else ""
+    return Row(
+        "iat_fwd_bwd_vs_mm_roofline",
+        f"B={batch} n={n} r={r} {device.type}",
+        flops / t_layer / 1e9,
+        "GFLOP/s",
+        flops / t_mm / 1e9,
+        t_mm / t_layer,
+        target,
+    )
+
+
+def saved_bytes(batch: int = 1000, n: int = 64, r: int = 4) -> list[Row]:
+    """Bytes saved for backward by one IAT-ReLU layer against plain autograd of the same expression."""
+    layer = IAT(n, "fourier", "pwq", r)
+    x = torch.randn(batch, n, requires_grad=True)
+    buffers = {layer.phi_t.data_ptr(), layer.psi.data_ptr()}
+
+    def measure(fn) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            if t.data_ptr() not in buffers:  # Φ and Ψ are shared buffers, saved by both paths
+                total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        return total
+
+    ours = measure(lambda: layer(x))
+    plain = measure(lambda: torch.relu(x @ layer.phi_t) @ layer.psi)
+    return [
+        Row(
+            "iat_saved_bytes_vs_autograd",
+            f"B={batch} n={n} r={r} float32",
+            ours,
+            "bytes",
+            plain,
+            ours / plain,
+            "≤ 0.25",
+        )
+    ]
+
+
+def train_step(device: torch.device, task_points: int = 1000, width: int = 128, depth: int = 3) -> list[Row]:
+    """One Adam step of an IAT network against the relu network of the same shape."""
+    x = torch.linspace(-1, 1, task_points, device=device)[:, None]
+    y = torch.sin(8 * x)
+    times = {
+        kind: _step_time(build_model(kind, 1, width, depth, 1).to(device), x, y) for kind in ("relu", "iat")
+    }
+    return [
+        Row(
+            "train_step_iat_vs_relu",
+            f"N={task_points} width={width} depth={depth} r=4 {device.type}",
+            times["iat"] * 1e3,
+            "ms",
+            times["relu"] * 1e3,
+            times["iat"] / times["relu"],
+        )
+    ]
+
+
+def _step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+    return timeit(step, sync=_sync(x.device))
+
+
+def startup(repeats: int = 5) -> list[Row]:
+    """`iatrun --help` wall time against `python -c pass`, as whole processes."""
+
+    def run(cmd):
+        return lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    help_t = timeit(run([sys.executable, "-m", "iatrun", "--help"]), repeats=repeats, warmup=1)
+    pass_t = timeit(run([sys.executable, "-c", "pass"]), repeats=repeats, warmup=1)
+    return [Row("help_startup_vs_python", "iatrun --help", help_t, "s", pass_t, help_t / pass_t, "< 0.5 s")]
+
+
+def sweep_throughput(out: Path, grid: str = "quick", jobs: tuple[int, ...] = (1, 2)) -> list[Row]:
+    """Cells per minute of a grid, serial against --jobs N, each a fresh sweep folder."""
+    rows, base = [], None
+    for j in jobs:
+        folder = out / f"sweep-{grid}-jobs{j}"
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "iatrun",
+                "sweep",
+                "-q",
+                "--grid",
+                grid,
+                "--out",
+                str(folder),
+                "--jobs",
+                str(j),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        elapsed = time.perf_counter() - start
+        n_cells = len(list(folder.glob("cells/**/done.json")))
+        cpm = n_cells / elapsed * 60
+        base = base or cpm
+        rows.append(
+            Row(
+                "sweep_cells_per_minute",
+                f"grid={grid} engine=serial jobs={j}",
+                cpm,
+                "cells/min",
+                base,
+                cpm / base,
+                "best ≥ 1.7× serial",
+            )
+        )
+    return rows
+
+
+def run_all(
+    out: Path, device: torch.device, sweep: bool = True, log: Callable[[str], None] = print
+) -> list[Row]:
+    """Every benchmark, in order; each section is logged as it starts."""
+    rows: list[Row] = []
+    sections = [
+        ("IAT layer against its matmul roofline", lambda: iat_roofline(device)),
+        ("saved-for-backward memory", saved_bytes),
+        ("training step: IAT against relu", lambda: train_step(device)),
+        ("start-up time", startup),
+    ]
+    if sweep:
+        sections.append(("sweep throughput (quick grid)", lambda: sweep_throughput(out)))
+    for title, fn in sections:
+        log(title)
+        rows += fn()
+    return rows
