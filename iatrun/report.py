@@ -189,6 +189,50 @@ def mesh_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def variant_table(df: pd.DataFrame) -> pd.DataFrame:
+    """For sweeps over the IAT's evaluation (mesh / exact, coupled / decoupled): fitting metric by
+    basis pair and variant, mean and std over seeds. Empty unless such variants are present."""
+    ok = ok_cells(df)
+    if ok.empty or "method" not in ok:
+        return pd.DataFrame()
+    sub = ok[ok["model"].isin(["iat", "decoupled"]) & (ok["task"] == "fitting")].copy()
+    sub["variant"] = sub["model"] + "-" + sub["method"].astype(object).fillna("mesh")
+    if sub["variant"].nunique() < 2:
+        return pd.DataFrame()
+    g = sub.groupby(["basis_in", "basis_out", "variant"])["heldout_mse"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(), "seeds": g.count()}).reset_index()
+    out.insert(0, "pair", out.pop("basis_in") + "/" + out.pop("basis_out"))
+    return out
+
+
+def variant_verdicts(df: pd.DataFrame) -> list[Verdict]:
+    """Does exact beat discretized (coupled)? Does decoupling help (both exact)?"""
+    ok = ok_cells(df)
+    if ok.empty or "method" not in ok:
+        return []
+    sub = ok[ok["model"].isin(["iat", "decoupled"]) & (ok["task"] == "fitting")].copy()
+    sub["variant"] = sub["model"] + "-" + sub["method"].astype(object).fillna("mesh")
+    score = sub.assign(score=_score("fitting", sub["heldout_mse"]))
+    wide = score.pivot_table(index=["seed", "basis_in", "basis_out"], columns="variant", values="score")
+    out = []
+    for better, worse, claim in (
+        ("iat-exact", "iat-mesh", "Exact IAT-ReLU beats the discretized layer (coupled)"),
+        ("decoupled-exact", "iat-exact", "Decoupling the activation pattern helps (both exact)"),
+    ):
+        if better not in wide or worse not in wide:
+            continue
+        per_seed = (wide[better] - wide[worse]).groupby(level="seed").mean().dropna().tolist()
+        out.append(
+            Verdict(
+                claim,
+                f"−log10 held-out MSE: {better} − {worse}, mean over pairs, per seed",
+                f"mean {_fmt(np.mean(per_seed) if per_seed else np.nan)} over {len(per_seed)} seed(s)",
+                decide(per_seed),
+            )
+        )
+    return out
+
+
 # --- the claims (SPEC §6) ----------------------------------------------------------------------
 
 
@@ -567,13 +611,16 @@ def build(
         sweep_plots.mesh(mesh, path)
         figures.append(path)
 
+    variants = variant_table(df)
+    if not variants.empty:
+        _csv(tables_dir / "variants.csv", variants, index=False)
     verdicts = claims(df)
-    text = _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures)
+    text = _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures, variants)
     write_text(sweep_dir / "report.md", text)
     return {"cells": df, "verdicts": verdicts, "report": sweep_dir / "report.md"}
 
 
-def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures) -> str:
+def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures, variants=None) -> str:
     spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     ok = ok_cells(df)
     seeds = sorted(set(ok["seed"].dropna().astype(int))) if not ok.empty else []

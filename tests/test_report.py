@@ -190,3 +190,36 @@ def test_mesh_claim_from_a_mesh_sweep():
     assert report._mesh_claim(df).verdict == "holds"
     table = report.mesh_table(df)
     assert sorted(table["mesh_ratio"].unique()) == [1, 2, 4, 8, 16]
+
+
+def test_exact_and_decoupled_variants():
+    rows = []
+    for s in (0, 1, 2):
+        for bi in ("pwl", "fourier"):
+            for model, method, mse in (
+                ("iat", "mesh", 1e-2),
+                ("iat", "exact", 5e-3),
+                ("decoupled", "exact", 8e-3),
+            ):
+                rows.append(
+                    dict(
+                        key=f"{model}{method}{bi}{s}",
+                        state="done",
+                        status="ok",
+                        task="fitting",
+                        model=model,
+                        method=method,
+                        basis_in=bi,
+                        basis_out="pwq",
+                        mesh_ratio=4,
+                        seed=s,
+                        heldout_mse=mse * (1 + 0.05 * s),
+                    )
+                )
+    df = pd.DataFrame(rows)
+    table = report.variant_table(df)
+    assert set(table["variant"]) == {"iat-mesh", "iat-exact", "decoupled-exact"}
+    row = table[(table["pair"] == "pwl/pwq") & (table["variant"] == "iat-exact")].iloc[0]
+    assert row["mean"] == pytest.approx(5e-3 * 1.05) and row["seeds"] == 3
+    verdicts = {v.claim.split(" ")[0]: v.verdict for v in report.variant_verdicts(df)}
+    assert verdicts == {"Exact": "holds", "Decoupling": "fails"}
