@@ -108,8 +108,7 @@ def _decoupled(
     """Paper §4.4: value network W on the activation matrices of a pattern network θ (iatrun.decoupled)."""
     if sigma != "relu":
         raise IatrunError(f"the decoupled model needs sigma 'relu', got {sigma!r}")
-    check_args(1, basis_in, basis_out, mesh_ratio, sigma, method)
-    return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
+    return _iat(basis_in=basis_in, basis_out=basis_out, mesh_ratio=mesh_ratio, sigma=sigma, method=method)
 
 
 def model_options(kind: str) -> list[str]:
