@@ -1,5 +1,6 @@
 import pytest
 import torch
+from _support import write_grids
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +12,9 @@ def _deterministic():
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def confdir(tmp_path):
+    """A --config-dir holding the tiny sweep grids of tests/_support.py."""
+    return write_grids(tmp_path / "conf")

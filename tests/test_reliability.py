@@ -11,62 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _support import GRID, N_CELLS, assert_same_results, exe, stable
 from typer.testing import CliRunner
 
 from iatrun.cli import app
 
 runner = CliRunner()
 
-GRID = """
-seeds: [0, 1]
-overrides: [model.width=8, model.depth=1, train.steps={steps}, task.n_train=64, task.holdout_factor=2]
-blocks:
-  - task: fitting
-    model: iat
-    model.basis_in: [rect, fourier]
-    model.basis_out: [rect, pwq]
-  - task: fitting
-    model: relu
-"""
-N_CELLS = 10
-
-
-@pytest.fixture
-def confdir(tmp_path):
-    d = tmp_path / "conf"
-    (d / "sweep").mkdir(parents=True)
-    (d / "sweep" / "tiny.yaml").write_text(GRID.format(steps=30))
-    (d / "sweep" / "slow.yaml").write_text(GRID.format(steps=300))
-    return d
-
-
-def exe() -> list[str]:
-    path = Path(sys.executable).with_name("iatrun")
-    return [str(path)] if path.exists() else [sys.executable, "-m", "iatrun"]
-
 
 def sweep(confdir, out, *args, grid="tiny"):
     return runner.invoke(
         app, ["sweep", "-q", "--grid", grid, "--config-dir", str(confdir), "--out", str(out), *args]
     )
-
-
-def stable(folder: Path) -> pd.DataFrame:
-    """cells.csv without the timing columns, which differ between runs."""
-    df = pd.read_csv(folder / "cells.csv")
-    return df.drop(columns=["wall_time_s", "steps_per_s"]).sort_values("key").reset_index(drop=True)
-
-
-def tables(folder: Path) -> dict[str, pd.DataFrame]:
-    return {p.name: pd.read_csv(p) for p in sorted((folder / "tables").glob("*.csv"))}
-
-
-def assert_same_results(a: Path, b: Path) -> None:
-    pd.testing.assert_frame_equal(stable(a), stable(b))
-    ta, tb = tables(a), tables(b)
-    assert ta.keys() == tb.keys()
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name])
 
 
 @pytest.fixture

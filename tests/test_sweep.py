@@ -4,12 +4,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from _support import N_CELLS, assert_same_results, exe, stable, tables
 from typer.testing import CliRunner
 
 from iatrun.cli import app
@@ -17,44 +16,9 @@ from iatrun.sweep import expand, load_grid
 
 runner = CliRunner()
 
-TINY_GRID = """
-seeds: [0, 1]
-overrides: [model.width=8, model.depth=1, train.steps={steps}]
-blocks:
-  - task: fitting
-    task.n_train: 64
-    task.holdout_factor: 2
-    model: iat
-    model.basis_in: [rect, fourier]
-    model.basis_out: [rect, pwq]
-  - task: fitting
-    task.n_train: 64
-    task.holdout_factor: 2
-    model: relu
-"""
-
-
-@pytest.fixture
-def confdir(tmp_path):
-    d = tmp_path / "conf"
-    (d / "sweep").mkdir(parents=True)
-    (d / "sweep" / "tiny.yaml").write_text(TINY_GRID.format(steps=30))
-    (d / "sweep" / "slow.yaml").write_text(TINY_GRID.format(steps=400))
-    return d
-
 
 def sweep(*args):
     return runner.invoke(app, ["sweep", "-q", *args])
-
-
-def tables(folder: Path) -> dict[str, pd.DataFrame]:
-    return {p.name: pd.read_csv(p) for p in sorted((folder / "tables").glob("*.csv"))}
-
-
-def metrics_of(folder: Path) -> pd.DataFrame:
-    df = pd.read_csv(folder / "cells.csv")
-    drop = [c for c in df.columns if c in ("wall_time_s", "steps_per_s")]
-    return df.drop(columns=drop).sort_values("key").reset_index(drop=True)
 
 
 # --- grid expansion ----------------------------------------------------------------------------
@@ -175,18 +139,13 @@ def test_jobs_2_gives_the_same_results_as_serial(tmp_path, confdir):
     a = sweep("--grid", "tiny", "--config-dir", str(confdir), "--out", str(tmp_path / "a"))
     b = sweep("--grid", "tiny", "--config-dir", str(confdir), "--out", str(tmp_path / "b"), "--jobs", "2")
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
-    pd.testing.assert_frame_equal(metrics_of(tmp_path / "a"), metrics_of(tmp_path / "b"))
-    assert len(metrics_of(tmp_path / "a")) == 10
-
-
-def _exe():
-    exe = Path(sys.executable).with_name("iatrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "iatrun"]
+    assert_same_results(tmp_path / "a", tmp_path / "b")
+    assert len(stable(tmp_path / "a")) == N_CELLS
 
 
 def test_resume_after_a_killed_sweep(tmp_path, confdir):
     out = tmp_path / "killed"
-    cmd = [*_exe(), "sweep", "-q", "--grid", "slow", "--config-dir", str(confdir), "--out", str(out)]
+    cmd = [*exe(), "sweep", "-q", "--grid", "slow", "--config-dir", str(confdir), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("cells/**/done.json"))) < 2:
@@ -194,17 +153,15 @@ def test_resume_after_a_killed_sweep(tmp_path, confdir):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = len(list(out.glob("cells/**/done.json")))
-    assert 2 <= finished < 10
+    assert 2 <= finished < N_CELLS
     res = sweep("--grid", "slow", "--config-dir", str(confdir), "--out", str(out))
     assert res.exit_code == 0, res.output
-    assert f"{finished} already finished, {10 - finished} to run" in res.output
+    assert f"{finished} already finished, {N_CELLS - finished} to run" in res.output
     ref = sweep("--grid", "slow", "--config-dir", str(confdir), "--out", str(tmp_path / "ref"))
     assert ref.exit_code == 0
-    assert len(list(out.glob("cells/**/done.json"))) == 10
+    assert len(list(out.glob("cells/**/done.json"))) == N_CELLS
     assert not [p for p in (out / "cells").rglob("*") if ".partial-" in p.name or p.name.endswith(".tmp")]
-    pd.testing.assert_frame_equal(metrics_of(out), metrics_of(tmp_path / "ref"))
-    for name, frame in tables(tmp_path / "ref").items():
-        pd.testing.assert_frame_equal(frame, tables(out)[name])
+    assert_same_results(out, tmp_path / "ref")
 
 
 def test_force_reruns_every_cell(tmp_path, confdir):
