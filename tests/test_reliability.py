@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _support import GRID, N_CELLS, assert_same_results, exe, stable
+from _support import GRID, N_CELLS, assert_same_results, exe, stable, write_grids
 from typer.testing import CliRunner
 
 from iatrun.cli import app
@@ -19,16 +20,22 @@ from iatrun.cli import app
 runner = CliRunner()
 
 
-def sweep(confdir, out, *args, grid="tiny"):
+def sweep(grids, out, *args, grid="tiny"):
     return runner.invoke(
-        app, ["sweep", "-q", "--grid", grid, "--config-dir", str(confdir), "--out", str(out), *args]
+        app, ["sweep", "-q", "--grid", grid, "--config-dir", str(grids), "--out", str(out), *args]
     )
 
 
-@pytest.fixture
-def reference(tmp_path, confdir):
-    out = tmp_path / "ref"
-    assert sweep(confdir, out).exit_code == 0
+@pytest.fixture(scope="module")
+def grids(tmp_path_factory):
+    return write_grids(tmp_path_factory.mktemp("conf") / "conf")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, grids):
+    """The tiny grid run once, uninterrupted: what every faulty run must end up equal to."""
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    assert sweep(grids, out).exit_code == 0
     return out
 
 
@@ -50,9 +57,9 @@ CORRUPTIONS = {
 
 
 @pytest.mark.parametrize("damage", sorted(CORRUPTIONS))
-def test_a_corrupt_cell_is_named_by_report_and_rerun_on_resume(tmp_path, confdir, reference, damage):
+def test_a_corrupt_cell_is_named_by_report_and_rerun_on_resume(tmp_path, grids, reference, damage):
     out = tmp_path / "sw"
-    assert sweep(confdir, out).exit_code == 0
+    shutil.copytree(reference, out)  # a finished sweep folder is self-contained
     key = "fitting/iat-fourier-pwq-r4/seed1"
     CORRUPTIONS[damage](out / "cells" / key)
     res = runner.invoke(app, ["report", str(out)])
@@ -65,7 +72,7 @@ def test_a_corrupt_cell_is_named_by_report_and_rerun_on_resume(tmp_path, confdir
     t = pd.read_csv(out / "tables" / "fitting_heldout_mse.csv", index_col="basis_in")
     seed0 = cells.loc["fitting/iat-fourier-pwq-r4/seed0", "heldout_mse"]
     assert t.loc["fourier", "pwq"] == pytest.approx(seed0)
-    res = sweep(confdir, out)
+    res = sweep(grids, out)
     assert res.exit_code == 0 and f"{N_CELLS - 1} already finished, 1 to run" in res.output
     assert_same_results(out, reference)
 
@@ -73,9 +80,9 @@ def test_a_corrupt_cell_is_named_by_report_and_rerun_on_resume(tmp_path, confdir
 # --- concurrency and locks ---------------------------------------------------------------------
 
 
-def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, confdir, reference):
+def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, grids, reference):
     out = tmp_path / "both"
-    cmd = [*exe(), "sweep", "-q", "--grid", "tiny", "--config-dir", str(confdir), "--out", str(out)]
+    cmd = [*exe(), "sweep", "-q", "--grid", "tiny", "--config-dir", str(grids), "--out", str(out)]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
@@ -87,9 +94,9 @@ def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, confdir, reference):
     assert_same_results(out, reference)
 
 
-def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, confdir, reference):
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, grids, reference):
     out = tmp_path / "locked"
-    assert sweep(confdir, out).exit_code == 0
+    shutil.copytree(reference, out)
     (out / "cells" / "fitting" / "relu" / "seed0" / "done.json").unlink()  # this cell must run again
     lock = out / "locks" / "fitting__relu__seed0.lock"
     holder = subprocess.Popen(
@@ -105,22 +112,22 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, confdir, refer
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait()
-    res = sweep(confdir, out)
+    res = sweep(grids, out)
     assert res.exit_code == 0, res.output
     assert f"{N_CELLS - 1} already finished, 1 to run" in res.output
     assert_same_results(out, reference)
 
 
-def test_a_held_lock_makes_the_sweep_wait_then_finish(tmp_path, confdir):
+def test_a_held_lock_makes_the_sweep_wait_then_finish(tmp_path, grids):
     from filelock import FileLock
 
     out = tmp_path / "wait"
-    assert sweep(confdir, out, "seed=0").exit_code == 0  # makes the folder; seed 1 is still to run
+    assert sweep(grids, out, "seed=0").exit_code == 0  # makes the folder; seed 1 is still to run
     lock = out / "locks" / "fitting__relu__seed1.lock"
     fl = FileLock(str(lock))
     fl.acquire()
     proc = subprocess.Popen(
-        [*exe(), "sweep", "-q", "--grid", "tiny", "--config-dir", str(confdir), "--out", str(out)],
+        [*exe(), "sweep", "-q", "--grid", "tiny", "--config-dir", str(grids), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -162,25 +169,25 @@ def test_same_config_and_seed_are_bit_identical_across_processes(tmp_path):
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
 
 
-def test_serial_and_jobs_2_are_bit_identical(tmp_path, confdir, reference):
+def test_serial_and_jobs_2_are_bit_identical(tmp_path, grids, reference):
     out = tmp_path / "j2"
-    assert sweep(confdir, out, "--jobs", "2").exit_code == 0
+    assert sweep(grids, out, "--jobs", "2").exit_code == 0
     assert_same_results(out, reference)
 
 
 # --- divergence --------------------------------------------------------------------------------
 
 
-def test_a_diverging_cell_is_listed_and_leaves_no_nan_elsewhere(tmp_path, confdir):
+def test_a_diverging_cell_is_listed_and_leaves_no_nan_elsewhere(tmp_path, grids):
     out = tmp_path / "div"
-    grid = confdir / "sweep" / "div.yaml"
+    grid = grids / "sweep" / "div.yaml"
     grid.write_text(
         GRID.format(steps=100).replace(
             "  - task: fitting\n    model: relu\n",
             "  - task: fitting\n    model: relu\n    train.lr: [1000.0]\n",
         )
     )
-    res = sweep(confdir, out, "seed=0", grid="div")
+    res = sweep(grids, out, "seed=0", grid="div")
     assert res.exit_code == 0, res.output
     cells = pd.read_csv(out / "cells.csv").set_index("key")
     relu = cells.loc["fitting/relu/seed0"]
@@ -199,9 +206,9 @@ def test_a_diverging_cell_is_listed_and_leaves_no_nan_elsewhere(tmp_path, confdi
 
 
 @pytest.mark.slow
-def test_killing_a_jobs_2_sweep_at_ten_points_loses_nothing(tmp_path, confdir, reference):
+def test_killing_a_jobs_2_sweep_at_ten_points_loses_nothing(tmp_path, grids, reference):
     ref = tmp_path / "slow-ref"
-    assert sweep(confdir, ref, grid="slow").exit_code == 0
+    assert sweep(grids, ref, grid="slow").exit_code == 0
     out = tmp_path / "killed"
     cmd = [
         *exe(),
@@ -210,7 +217,7 @@ def test_killing_a_jobs_2_sweep_at_ten_points_loses_nothing(tmp_path, confdir, r
         "--grid",
         "slow",
         "--config-dir",
-        str(confdir),
+        str(grids),
         "--out",
         str(out),
         "--jobs",
@@ -227,7 +234,7 @@ def test_killing_a_jobs_2_sweep_at_ten_points_loses_nothing(tmp_path, confdir, r
         proc.wait()
         for done in out.glob("cells/**/done.json"):  # whatever is marked done must be sound
             json.loads(done.read_text())
-    res = sweep(confdir, out, grid="slow")
+    res = sweep(grids, out, grid="slow")
     assert res.exit_code == 0, res.output
     assert len(list(out.glob("cells/**/done.json"))) == N_CELLS
     assert not [p for p in (out / "cells").rglob("*") if ".partial-" in p.name or p.name.endswith(".tmp")]
