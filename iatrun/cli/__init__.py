@@ -57,11 +57,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(fit.app)
-app.add_typer(converge.app)
+app.add_typer(sweep.app)  # sweep, report
 app.add_typer(listing.app, name="list")
-app.add_typer(regions.app)
+app.add_typer(regions.app)  # regions, construct
 app.add_typer(plot.app, name="plot")
-app.add_typer(sweep.app)
+app.add_typer(converge.app)
 app.add_typer(bench.app)
 
 
