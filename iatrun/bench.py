@@ -172,26 +172,22 @@ def startup(repeats: int = 5) -> list[Row]:
     return [Row("help_startup_vs_python", "iatrun --help", help_t, "s", pass_t, help_t / pass_t, "< 0.5 s")]
 
 
-def sweep_throughput(out: Path, grid: str = "quick", jobs: tuple[int, ...] = (1, 2)) -> list[Row]:
-    """Cells per minute of a grid, serial against --jobs N, each a fresh sweep folder."""
+def sweep_throughput(
+    out: Path,
+    grid: str = "quick",
+    runs: tuple[tuple[str, int], ...] = (("serial", 1), ("serial", 2), ("batched", 1), ("batched", 2)),
+) -> list[Row]:
+    """Cells per minute of a grid for each (engine, jobs), each a fresh sweep folder.
+
+    Every row's ratio is against the first run (the serial engine, one process) of this call.
+    """
     rows, base = [], None
-    for j in jobs:
-        folder = out / f"sweep-{grid}-jobs{j}"
+    for engine, j in runs:
+        folder = out / f"sweep-{grid}-{engine}-jobs{j}"
         start = time.perf_counter()
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "iatrun",
-                "sweep",
-                "-q",
-                "--grid",
-                grid,
-                "--out",
-                str(folder),
-                "--jobs",
-                str(j),
-            ],
+            [sys.executable, "-m", "iatrun", "sweep", "-q", "--grid", grid, "--out", str(folder)]
+            + ["--engine", engine, "--jobs", str(j)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=True,
@@ -203,7 +199,7 @@ def sweep_throughput(out: Path, grid: str = "quick", jobs: tuple[int, ...] = (1,
         rows.append(
             Row(
                 "sweep_cells_per_minute",
-                f"grid={grid} engine=serial jobs={j}",
+                f"grid={grid} engine={engine} jobs={j}",
                 cpm,
                 "cells/min",
                 base,

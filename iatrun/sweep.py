@@ -4,7 +4,10 @@ The sweep folder is the only shared state. Each cell lives in ``cells/<key>/``; 
 staged and renamed into place, and ``done.json`` is written last, atomically: a cell is finished
 exactly when ``done.json`` is present, parses, matches the cell's config and its files are sound.
 A cell is claimed through a lock file, so two sweeps (or a requeued SLURM task) pointed at one
-folder never run the same cell twice.
+folder never run the same cell twice. Two engines train cells: ``serial`` (one
+:func:`iatrun.train.train` per cell) and ``batched`` (stacks of cells as one network,
+:mod:`iatrun.batched`); both finish a cell through :func:`finish_cell`, so this contract does not
+depend on the engine.
 """
 
 from __future__ import annotations
@@ -280,63 +283,108 @@ def run_cell(sweep_dir: str | Path, cell: Cell, threads: int | None = None, wait
     The claim is an OS file lock (released by the kernel if the process dies), so a cell is
     never run by two processes at once. With ``wait`` the call blocks until the holder is done.
     """
+    lock = claim(sweep_dir, cell, wait=wait)
+    if lock is None:
+        return {"key": cell.key, "state": "busy"}
+    try:
+        state, detail = cell_state(Path(sweep_dir), cell)
+        if state == "done":
+            return {"key": cell.key, "state": "done", "status": detail, "ran": False}
+        return execute_cell(Path(sweep_dir), cell, threads)
+    finally:
+        lock.release()
+
+
+def claim(sweep_dir: str | Path, cell: Cell, wait: bool = False):
+    """The cell's acquired file lock, or None if another process holds it (and not ``wait``)."""
     from filelock import FileLock, Timeout
 
-    sweep_dir = Path(sweep_dir)
-    lock_file = _lock_path(sweep_dir, cell.key)
+    lock_file = _lock_path(Path(sweep_dir), cell.key)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_file), timeout=-1 if wait else 0)
     try:
         lock.acquire()
     except Timeout:
-        return {"key": cell.key, "state": "busy"}
-    try:
-        state, detail = cell_state(sweep_dir, cell)
-        if state == "done":
-            return {"key": cell.key, "state": "done", "status": detail, "ran": False}
-        return _execute(sweep_dir, cell, threads)
-    finally:
-        lock.release()
+        return None
+    return lock
 
 
-def _execute(sweep_dir: Path, cell: Cell, threads: int | None) -> dict:
-    import torch
+def clear_cell(sweep_dir: Path, cell: Cell) -> dict:
+    """Remove a failed, stale or half-written attempt (the caller holds the lock); the run config.
 
-    from iatrun.results import write_json
-    from iatrun.train import run
-
-    if threads:
-        torch.set_num_threads(threads)
+    The returned config is the cell's, with ``out`` set to its folder.
+    """
     folder = cell_dir(sweep_dir, cell.key)
     if folder.exists():
-        shutil.rmtree(folder)  # a failed, stale or half-written attempt
-    if folder.parent.is_dir():  # staging folders of an attempt that was killed (we hold the lock)
+        shutil.rmtree(folder)
+    if folder.parent.is_dir():  # staging folders of an attempt that was killed
         for stale in folder.parent.glob(f".{folder.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
     cfg = copy.deepcopy(cell.config)
     cfg["out"] = str(folder)
+    return cfg
+
+
+def execute_cell(sweep_dir: Path, cell: Cell, threads: int | None = None) -> dict:
+    """Train one claimed cell with the serial engine (:func:`iatrun.train.train`) and finish it."""
+    import torch
+
+    from iatrun.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = clear_cell(sweep_dir, cell)
     start = time.time()
     try:
-        result, _ = run(cfg)
+        result = train(cfg)
     except Exception as e:  # a crashing cell is recorded; the sweep goes on
-        folder.mkdir(parents=True, exist_ok=True)
-        err = f"{type(e).__name__}: {e}"
+        return fail_cell(sweep_dir, cell, e)
+    return finish_cell(sweep_dir, cell, result, time.time() - start)
+
+
+def finish_cell(sweep_dir: Path, cell: Cell, result, seconds: float) -> dict:
+    """Write a trained cell's folder (staged, then renamed), then ``done.json``; return its row.
+
+    Both engines end here, so a cell folder does not tell which engine trained it. ``result`` is
+    an :class:`iatrun.train.Result` whose ``config`` has ``out`` set (see :func:`clear_cell`);
+    ``seconds`` (training time) is added to the time spent here in ``done.json``.
+    """
+    from iatrun.config import to_yaml
+    from iatrun.results import staged_dir, write_json
+    from iatrun.train import save_run
+
+    folder = cell_dir(sweep_dir, cell.key)
+    start = time.time()
+    try:
+        with staged_dir(folder) as stage:
+            save_run(result, stage, to_yaml(dict(result.config)))
+        status = result.metrics["status"]
         write_json(
-            folder / ERROR,
-            {"status": "failed", "error": err, "traceback": traceback.format_exc(), "config": cell.config},
+            folder / DONE,
+            {
+                "status": status,
+                "config_hash": cell.config_hash,
+                "finished": datetime.now().isoformat(),
+                "seconds": seconds + time.time() - start,
+            },
         )
-        return {"key": cell.key, "state": "failed", "status": "failed", "error": err, "ran": True}
-    status = result.metrics["status"]
-    write_json(
-        folder / DONE,
-        {
-            "status": status,
-            "config_hash": cell.config_hash,
-            "finished": datetime.now().isoformat(),
-            "seconds": time.time() - start,
-        },
-    )
+    except Exception as e:
+        return fail_cell(sweep_dir, cell, e)
     return {"key": cell.key, "state": "done", "status": status, "ran": True, **result.metrics}
+
+
+def fail_cell(sweep_dir: Path, cell: Cell, error: Exception) -> dict:
+    """Record a crashed cell in ``error.json`` (call it inside the ``except``); return its row."""
+    from iatrun.results import write_json
+
+    folder = cell_dir(sweep_dir, cell.key)
+    folder.mkdir(parents=True, exist_ok=True)
+    err = f"{type(error).__name__}: {error}"
+    write_json(
+        folder / ERROR,
+        {"status": "failed", "error": err, "traceback": traceback.format_exc(), "config": cell.config},
+    )
+    return {"key": cell.key, "state": "failed", "status": "failed", "error": err, "ran": True}
 
 
 def _worker_init(threads: int) -> None:
@@ -345,34 +393,64 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+ENGINES = ("auto", "batched", "serial")
+
+
+def _run_item(sweep_dir: Path, item: Sequence[Cell], threads: int | None = None) -> list[dict]:
+    """Run one work item: a single cell (serial engine) or a stack (iatrun.batched)."""
+    if len(item) == 1:
+        return [run_cell(sweep_dir, item[0], threads)]
+    from iatrun.batched import run_stack
+
+    return run_stack(sweep_dir, item, threads)
+
+
 def run_cells(
     sweep_dir: Path,
     cells: Sequence[Cell],
     jobs: int = 1,
     on_start: Callable[[Cell], None] | None = None,
     on_done: Callable[[dict], None] | None = None,
+    engine: str = "serial",
+    stack_size: int | None = None,
 ) -> list[dict]:
     """Run ``cells`` (serially or in ``jobs`` worker processes); report each as it lands.
 
-    Cells claimed by another process are waited for afterwards, and run here if that process
-    died without finishing them.
+    ``engine`` is ``serial`` (one cell at a time), ``batched`` or ``auto`` (stacks of cells that
+    share shapes and budget trained as one network, see :mod:`iatrun.batched`, which also gives
+    the rule ``auto`` follows and how stacks are cut for ``jobs``). Cells claimed by another
+    process are waited for afterwards, and run here (serially) if that process died without
+    finishing them.
     """
+    if engine not in ENGINES:
+        raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    if engine == "serial":
+        items: list[list[Cell]] = [[c] for c in cells]
+    else:
+        from iatrun.batched import plan
+
+        items = plan(cells, engine=engine, jobs=jobs, stack_size=stack_size)
     rows: list[dict] = []
     busy: list[Cell] = []
+    by_key = {c.key: c for c in cells}
 
-    def land(cell: Cell, row: dict) -> None:
+    def land(row: dict) -> None:
         if row["state"] == "busy":
-            busy.append(cell)
+            busy.append(by_key[row["key"]])
             return
         rows.append(row)
         if on_done:
             on_done(row)
 
+    def start(item: Sequence[Cell]) -> None:
+        for cell in item if on_start else ():
+            on_start(cell)
+
     if jobs <= 1:
-        for cell in cells:
-            if on_start:
-                on_start(cell)
-            land(cell, run_cell(sweep_dir, cell))
+        for item in items:
+            start(item)
+            for row in _run_item(sweep_dir, item):
+                land(row)
     else:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -382,22 +460,23 @@ def run_cells(
             jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
         ) as pool:
             pending = {}
-            queue = list(cells)
+            queue = list(items)
             try:
                 while queue or pending:
                     while queue and len(pending) < jobs:
-                        cell = queue.pop(0)
-                        if on_start:
-                            on_start(cell)
-                        pending[pool.submit(run_cell, sweep_dir, cell, threads)] = cell
+                        item = queue.pop(0)
+                        start(item)
+                        pending[pool.submit(_run_item, sweep_dir, item, threads)] = item
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        land(pending.pop(fut), fut.result())
+                        pending.pop(fut)
+                        for row in fut.result():
+                            land(row)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     for cell in busy:  # claimed elsewhere: wait for that claim, then run it if still unfinished
-        land(cell, run_cell(sweep_dir, cell, wait=True))
+        land(run_cell(sweep_dir, cell, wait=True))
     return rows
 
 

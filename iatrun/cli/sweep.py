@@ -11,7 +11,6 @@ from iatrun.cli.common import interactive
 
 app = typer.Typer()
 
-ENGINES = ("auto", "serial")
 LAUNCHERS = ("none", "submitit_local", "submitit_slurm")
 
 
@@ -30,6 +29,12 @@ def sweep(
         show_default="results/sweeps/<grid>-<stamp>",
     ),
     jobs: int = typer.Option(1, min=1, help="Local worker processes (threads per worker = cores / jobs)."),
+    engine: str = typer.Option(
+        "auto", help="batched (stack cells of one shape) | serial | auto (batched where it is faster)."
+    ),
+    stack_size: int = typer.Option(
+        None, min=1, help="Most cells per batched stack.", show_default="activations under 1 GiB"
+    ),
     launcher: str = typer.Option("none", help="none | submitit_local | submitit_slurm (conf/launcher/)."),
     force: bool = typer.Option(False, "--force", help="Rerun every cell, finished ones included."),
     device: str = typer.Option(None, help="auto | cpu | cuda for every cell.", show_default="from config"),
@@ -52,6 +57,12 @@ def sweep(
         raise IatrunError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
     if launcher != "none" and jobs > 1:
         raise IatrunError("--jobs and --launcher cannot be combined (the launcher sets parallelism)")
+    if engine not in sw.ENGINES:
+        raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(sw.ENGINES)})")
+    if engine == "batched" and launcher != "none":
+        raise IatrunError(
+            "--engine batched runs stacks in this process or its --jobs workers, not a --launcher"
+        )
     if launch_over and launcher == "none":
         raise IatrunError("launcher.* overrides need --launcher submitit_local or submitit_slurm")
     launch_cfg = sw.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
@@ -73,7 +84,7 @@ def sweep(
         highlight=False,
     )
     if pending:
-        _run(folder, pending, jobs, launch_cfg, quiet, console)
+        _run(folder, pending, jobs, launch_cfg, quiet, console, (engine, stack_size))
     _report(folder, console)
 
 
@@ -86,7 +97,7 @@ def _yaml_value(v: str):
         return v
 
 
-def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
+def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
     from iatrun import sweep as sw
 
     def line(row: dict) -> str:
@@ -102,7 +113,7 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
         def on_done(row):
             console.print(line(row), highlight=False)
 
-        return _launch(folder, pending, jobs, launch_cfg, None, on_done)
+        return _launch(folder, pending, jobs, launch_cfg, None, on_done, engine)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     running: set[str] = set()
@@ -125,17 +136,20 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console) -> None:
             bar.console.print(line(row), highlight=False)
             bar.update(tid, advance=1, run=f"running {len(running)}")
 
-        _launch(folder, pending, jobs, launch_cfg, on_start, on_done)
+        _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine)
     _ = sw
 
 
-def _launch(folder, pending, jobs, launch_cfg, on_start, on_done):
+def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
     from iatrun import sweep as sw
 
-    if launch_cfg is not None:
+    if launch_cfg is not None:  # one cell per job: the serial engine (auto; batched is refused)
         return sw.run_submitit(folder, pending, launch_cfg, on_done)
     jobs = min(jobs, os.cpu_count() or 1, len(pending)) if jobs > 1 else 1
-    return sw.run_cells(folder, pending, jobs=jobs, on_start=on_start, on_done=on_done)
+    name, stack_size = engine
+    return sw.run_cells(
+        folder, pending, jobs=jobs, on_start=on_start, on_done=on_done, engine=name, stack_size=stack_size
+    )
 
 
 def _report(folder: Path, console) -> None:
