@@ -42,6 +42,11 @@ class Registry(Generic[T]):
             raise IatrunError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, obj, dict(props))
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (plugins and tests that register temporarily)."""
+        self.entry(name)
+        del self._entries[name]
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

@@ -112,4 +112,4 @@ def test_register_basis_appears_everywhere_and_sup_norm_is_measured():
                 "test-tri", continuous=True, smooth=False, global_=True, zero_integral=False
             )(tri)
     finally:
-        bases.BASES._entries.pop("test-tri")
+        bases.BASES.remove("test-tri")

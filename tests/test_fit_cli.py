@@ -152,7 +152,7 @@ def test_nonempty_out_is_refused(tmp_path):
 
 def test_divergence_is_recorded_not_a_crash(tmp_path):
     res = fit(
-        tmp_path, "--width", "8", "--steps", "200", "task.n_train=64", "-q", "--lr", "1e6", "--model", "relu"
+        tmp_path, "--width", "8", "--steps", "200", "task.n_train=64", "-q", "--lr", "1e10", "--model", "relu"
     )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -184,7 +184,7 @@ def test_a_diverging_cell_is_listed_and_leaves_no_nan_elsewhere(tmp_path, grids)
     grid.write_text(
         GRID.format(steps=100).replace(
             "  - task: fitting\n    model: relu\n",
-            "  - task: fitting\n    model: relu\n    train.lr: [1000.0]\n",
+            "  - task: fitting\n    model: relu\n    train.lr: [1.0e10]\n",
         )
     )
     res = sweep(grids, out, "seed=0", grid="div")
