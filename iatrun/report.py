@@ -696,6 +696,21 @@ def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures, variants=No
                 lambda v: v if isinstance(v, str) else ("—" if pd.isna(v) else f"{v:.3g}"),
             ),
         ]
+    if variants is not None and not variants.empty:
+        lines += [
+            "",
+            "## Exact and decoupled IAT-ReLU (fitting, held-out MSE)",
+            "",
+            _md_table(
+                variants.set_index("pair"),
+                lambda v: v if isinstance(v, str) else ("—" if pd.isna(v) else f"{v:.3g}"),
+            ),
+            "",
+            "| question | statistic | ours | verdict |",
+            "|---|---|---|---|",
+        ]
+        for v in variant_verdicts(df):
+            lines.append(f"| {v.claim} | {v.statistic} | {v.ours} | **{v.verdict}** |")
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):
         lines += [
