@@ -18,3 +18,12 @@ def rng():
 def confdir(tmp_path):
     """A --config-dir holding the tiny sweep grids of tests/_support.py."""
     return write_grids(tmp_path / "conf")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Many tiny ops: one intra-op thread is faster, and fair on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

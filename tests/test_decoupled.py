@@ -12,12 +12,7 @@ from iatrun.models import build_model
 CONTINUOUS = ["pwl", "pwq", "fourier", "pwl-w"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("bi", CONTINUOUS)

@@ -18,13 +18,7 @@ CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]
 N = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny ops: one intra-op thread is faster, and fair on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("bi", CONTINUOUS)

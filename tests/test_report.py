@@ -17,40 +17,27 @@ def cells(acc, mse, seeds=(0, 1, 2), relu=(90.0, 1e-3), tanh=(85.0, 4e-6), sigmo
     for s in seeds:
         for bi in BASES6:
             for bo in BASES6:
+                common = dict(
+                    state="done",
+                    status="ok",
+                    model="iat",
+                    basis_in=bi,
+                    basis_out=bo,
+                    mesh_ratio=4,
+                    method=None,
+                    seed=s,
+                    loss_jumps=1,
+                    loss_jump_total=0.1,
+                )
                 rows.append(
                     dict(
+                        common,
                         key=f"m/{bi}-{bo}/{s}",
-                        state="done",
-                        status="ok",
                         task="memorization",
-                        model="iat",
-                        basis_in=bi,
-                        basis_out=bo,
-                        mesh_ratio=4,
-                        method=None,
-                        seed=s,
                         accuracy_pct=acc(bi, bo, s) + jitter * rng.normal(),
-                        loss_jumps=1,
-                        loss_jump_total=0.1,
                     )
                 )
-                rows.append(
-                    dict(
-                        key=f"f/{bi}-{bo}/{s}",
-                        state="done",
-                        status="ok",
-                        task="fitting",
-                        model="iat",
-                        basis_in=bi,
-                        basis_out=bo,
-                        mesh_ratio=4,
-                        method=None,
-                        seed=s,
-                        heldout_mse=mse(bi, bo, s),
-                        loss_jumps=1,
-                        loss_jump_total=0.1,
-                    )
-                )
+                rows.append(dict(common, key=f"f/{bi}-{bo}/{s}", task="fitting", heldout_mse=mse(bi, bo, s)))
         for name, (a, m) in (("relu", relu), ("tanh", tanh), ("sigmoid", sigmoid)):
             rows.append(
                 dict(
