@@ -68,12 +68,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def run_name(cfg: Mapping[str, Any], stamp: str | None = None) -> str:
-    """``<YYYYmmdd-HHMMSS>-<task>-<model>[-<basis_in>-<basis_out>-r<r>]``."""
+    """``<YYYYmmdd-HHMMSS>-<task>-<model>[-<basis_in>-<basis_out>-r<r>][-<method>]``."""
     stamp = stamp or datetime.now().strftime("%Y%m%d-%H%M%S")
     m = cfg["model"]
     parts = [stamp, cfg["task"]["name"], m["kind"]]
     if "basis_in" in m:
         parts += [m["basis_in"], m["basis_out"], f"r{m['mesh_ratio']}"]
+    if m.get("method", "mesh") != "mesh":
+        parts.append(m["method"])
     return "-".join(str(p) for p in parts)
 
 

@@ -93,6 +93,19 @@ def test_default_run_folder_name(tmp_path):
     (run,) = list((tmp_path / "runs").iterdir())
     assert run.name.endswith("-fitting-iat-fourier-pwq-r4")
     assert run.name[:15].replace("-", "").isdigit()
+    from iatrun.results import run_name
+
+    cfg = {
+        "task": {"name": "fitting"},
+        "model": {
+            "kind": "decoupled",
+            "basis_in": "pwl",
+            "basis_out": "pwq",
+            "mesh_ratio": 4,
+            "method": "exact",
+        },
+    }
+    assert run_name(cfg, stamp="S") == "S-fitting-decoupled-pwl-pwq-r4-exact"
 
 
 @pytest.mark.parametrize(
