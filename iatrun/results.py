@@ -16,8 +16,6 @@ from typing import Any
 
 from iatrun.errors import IatrunError
 
-RUN_FILES = ("config.yaml", "metrics.json", "curve.csv", "model.pt", "loss.png")
-
 
 def _umask() -> int:
     mask = os.umask(0)

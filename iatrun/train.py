@@ -208,8 +208,7 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     from iatrun.results import check_out_dir, new_run_dir, staged_dir
 
     prepared = prepare(cfg)
-    folder = check_out_dir(Path(cfg["out"])) if cfg.get("out") else new_run_dir(cfg)
-    check_out_dir(folder)
+    folder = check_out_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
     result = train(cfg, on_step=on_step, prepared=prepared)
     with staged_dir(folder) as stage:
         save_run(result, stage, to_yaml(dict(cfg)))

@@ -39,32 +39,11 @@ def cells(acc, mse, seeds=(0, 1, 2), relu=(90.0, 1e-3), tanh=(85.0, 4e-6), sigmo
                 )
                 rows.append(dict(common, key=f"f/{bi}-{bo}/{s}", task="fitting", heldout_mse=mse(bi, bo, s)))
         for name, (a, m) in (("relu", relu), ("tanh", tanh), ("sigmoid", sigmoid)):
-            rows.append(
-                dict(
-                    key=f"m/{name}/{s}",
-                    state="done",
-                    status="ok",
-                    task="memorization",
-                    model=name,
-                    seed=s,
-                    accuracy_pct=a,
-                    loss_jumps=5,
-                    loss_jump_total=2.0 + s,
-                )
+            common = dict(
+                state="done", status="ok", model=name, seed=s, loss_jumps=5, loss_jump_total=2.0 + s
             )
-            rows.append(
-                dict(
-                    key=f"f/{name}/{s}",
-                    state="done",
-                    status="ok",
-                    task="fitting",
-                    model=name,
-                    seed=s,
-                    heldout_mse=m,
-                    loss_jumps=5,
-                    loss_jump_total=2.0 + s,
-                )
-            )
+            rows.append(dict(common, key=f"m/{name}/{s}", task="memorization", accuracy_pct=a))
+            rows.append(dict(common, key=f"f/{name}/{s}", task="fitting", heldout_mse=m))
     return pd.DataFrame(rows)
 
 

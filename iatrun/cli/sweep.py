@@ -98,8 +98,6 @@ def _yaml_value(v: str):
 
 
 def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
-    from iatrun import sweep as sw
-
     def line(row: dict) -> str:
         status = row.get("status") or row.get("state")
         metric = next((f"{k}={row[k]:.4g}" for k in ("heldout_mse", "train_accuracy") if k in row), "")
@@ -137,7 +135,6 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
             bar.update(tid, advance=1, run=f"running {len(running)}")
 
         _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine)
-    _ = sw
 
 
 def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
