@@ -66,25 +66,30 @@ class DecoupledMLP(nn.Module):
         self.norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
         self.pattern_norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
 
+    def _layers(self, x: torch.Tensor):
+        """Yield (h′_l, h_l, A(h′_l) h_l) for l = 1..L, running both paths with one pattern per layer."""
+        p, v = self.pattern_linears[0](x), self.linears[0](x)
+        for i, act in enumerate(self.acts):
+            last = i + 1 == self.depth
+            if last:
+                tp, dv = None, apply_pattern(act, p, v)
+            elif act.method == "exact":
+                tp, dv = act.exact.joint(p, v)  # T(h′_l) and A(h′_l) h_l from one root search
+            else:
+                tp, dv = act(p), apply_pattern(act, p, v)
+            yield p, v, dv
+            if not last:
+                p = self.pattern_linears[i + 1](self.pattern_norms[i](tp))
+                v = self.linears[i + 1](self.norms[i](dv))
+
     def patterns(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The pattern network's hidden states h′_1..h′_L, each (..., n)."""
-        hs, h = [], self.pattern_linears[0](x)
-        for i, act in enumerate(self.acts):
-            hs.append(h)
-            if i + 1 < self.depth:
-                h = self.pattern_linears[i + 1](self.pattern_norms[i](act(h)))
-        return hs
+        return [p for p, _, _ in self._layers(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.linears[0](x)  # (..., n) value state h_1
-        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:], strict=True):
-            v = lin(norm(apply_pattern(act, p, v)))  # W_{l+1} A(h′_l) h_l + b_{l+1} (Eq. 26)
-        return v
+        *_, (_, _, dv) = self._layers(x)
+        return self.linears[-1](self.norms[-1](dv))  # W_out A(h′_L) h_L + b_out (Eq. 26)
 
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The value network's states h_1..h_L, each (..., n)."""
-        hs, v = [], self.linears[0](x)
-        for p, act, norm, lin in zip(self.patterns(x), self.acts, self.norms, self.linears[1:], strict=True):
-            hs.append(v)
-            v = lin(norm(apply_pattern(act, p, v)))
-        return hs
+        return [v for _, v, _ in self._layers(x)]

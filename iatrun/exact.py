@@ -1,26 +1,35 @@
 """The exact (analytic) IAT-ReLU of paper §4.3 and the decoupled product A(p)·v of §4.4 (SPEC §2, §4).
 
 T(x)_j = ∫_{S(x)} ψ_j(t) s_x(t) dt with S(x) = {t : s_x(t) > 0} and s_x = Σ_i x_i φ_i, computed without
-a mesh. [-1, 1] is cut into a fixed partition g_0 = -1 < g_1 < … < g_K = 1: the breakpoints of φ
-and of ψ, refined by a uniform bracketing grid when a basis is analytic (fourier). On each cell
+a mesh. [-1, 1] is cut into a fixed partition g_0 = -1 < g_1 < … < g_K = 1 holding every breakpoint
+of φ and ψ, so that on each cell every basis function is one polynomial in u = (t - g_k)/(g_{k+1} - g_k):
 
-* a piecewise-polynomial basis is one polynomial (degree ≤ 2 for the built-in ones), so the state
-  of a sample on a cell is one polynomial with ≤ 3 coefficients;
-* s has at most one critical point (exact for degree ≤ 2; for fourier an assumption that the fine
-  grid makes safe: a missed pair of critical points can only hide a pair of roots closer than one
-  grid cell around a near-double root). It is found by safeguarded Newton on s′ and splits the cell
-  into two monotone brackets with at most one root each;
-* each root is found by safeguarded Newton from the secant start (on a linear piece — pwl, pwl-w —
-  the secant start *is* the closed-form root), falling back to bisection when a step leaves its
-  bracket, to machine precision. Root finding runs without autograd (paper §4.3).
+* the built-in piecewise bases (rect, pwl, pwq and the wavelets) have degree ≤ 2 between their knots;
+* fourier is cut into ``GRID_PER_FREQ`` cells per unit of its highest frequency m (π/4 radians of
+  the fastest component per cell) and replaced on each cell by its Taylor polynomial of degree
+  ``FOURIER_DEGREE``, whose remainder (π/4)^16 / 16! ≈ 1e-15 is below float64 rounding.
 
-Integration. With ε_r = +1 where s falls through a root r (a right end of S) and −1 where it rises,
+So the state of a sample on a cell is one polynomial, and its coefficients for the whole batch are a
+single matrix product x @ C (B, K·(degree+1)).
 
-    ∫_{S ∩ [g_k, g_{k+1}]} f = 1[s(g_{k+1}⁻) > 0] ∫_{g_k}^{g_{k+1}} f + Σ_{r in cell k} ε_r ∫_{g_k}^{r} f,
+Roots. A cell whose one-sided slopes differ in sign holds a critical point c (found by safeguarded
+Newton on s′), which splits it into two monotone brackets with at most one root each. Exact for
+degree ≤ 2; for fourier an assumption that the fine grid makes safe: a missed pair of critical points
+can only hide a pair of roots closer than one cell around a near-double root. Each root is polished
+by safeguarded Newton from the secant start (on a linear piece — pwl, pwl-w — the secant start *is*
+the closed-form root), falling back to bisection when a step leaves its bracket, to machine
+precision. Root finding runs without autograd (paper §4.3).
 
-so T is a masked sum over fixed cell quadratures (like the mesh layer, two matmuls) plus one short
-quadrature per root. All integrals are Gauss–Legendre: Q = 3 is exact for the piecewise polynomials
-(products of degree ≤ 4); with a fourier basis Q = 6 on the fine grid is exact to rounding.
+Integration is closed form. With ε_r = +1 where s falls through a root r (a right end of S) and −1
+where it rises,
+
+    ∫_{S ∩ cell k} f = 1[s(g_{k+1}⁻) > 0] ∫_{cell k} f + Σ_{r in cell k} ε_r ∫_{g_k}^{r} f.
+
+Writing ψ_j = Σ_d P[k, j, d] u^d on cell k, T(x)_j = Σ_{k,d} P[k, j, d] μ[k, d] with the moments
+μ[k, d] = ∫_{S ∩ cell k} u^d s_x dt, which are exact polynomial integrals. T is then one matrix
+product μ @ P, and the backward A(x)ᵀ·g (paper Eq. 21) is the same computation with the roles of
+φ and ψ swapped: the moments of γ = Σ_j g_j ψ_j times the φ coefficients. Nothing evaluates a basis
+at the roots, so the cost is two matrix products per direction plus work linear in the number of roots.
 
 Discontinuous input bases (rect, rect-w) are handled exactly by their fixed cell boundaries: they
 are piecewise constant, so the sign of s is constant on each cell and only the mask term remains.
@@ -36,7 +45,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -45,10 +53,9 @@ from iatrun import bases
 from iatrun.errors import IatrunError
 from iatrun.registry import Registry
 
-# Cells of the bracketing grid per unit of the highest fourier frequency m (16 per period 2/m).
-GRID_PER_FREQ = 16
-# Gauss–Legendre order on a cell when a basis is analytic; 2Q - 1 = 11 is ample on the fine grid.
-ANALYTIC_ORDER = 6
+# fourier: cells per unit of the highest frequency m (8 per period 2/m), and the Taylor degree per cell.
+GRID_PER_FREQ = 4
+FOURIER_DEGREE = 15
 MAX_NEWTON = 100  # iterations: Newton first, then bisection (53 halvings reach float64 precision)
 NEWTON_STEPS = 20
 
@@ -61,32 +68,23 @@ NEWTON_STEPS = 20
 class Piecewise:
     """A basis that is a polynomial of degree ≤ ``degree`` between consecutive ``knots(n)``.
 
-    ``knots(n)`` returns sorted float64 breakpoints in [-1, 1]. Coefficients are fitted from
-    :func:`iatrun.bases.evaluate` on each cell and checked, so the description cannot drift from
-    the basis itself.
+    ``knots(n)`` returns sorted float64 breakpoints in [-1, 1]. By default the coefficients are
+    fitted from :func:`iatrun.bases.evaluate` on each cell and checked, so the description cannot
+    drift from the basis itself; ``coefficients(n, edges)`` (K, n, degree+1) gives them in closed
+    form instead, and ``abs_integral(n)`` the exact ∫_{-1}^{1} |φ_i| dt where the pieces have degree
+    above 2 (below that it is computed from the pieces).
     """
 
     knots: Callable[[int], torch.Tensor]
     degree: int
+    coefficients: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    abs_integral: Callable[[int], torch.Tensor] | None = None
 
 
-@dataclass(frozen=True)
-class Analytic:
-    """A smooth global basis given in closed form on any device.
-
-    ``evaluate(n, t, order)`` returns [φ, φ′, …, φ^(order)] at ``t``, each (len(t), n), unnormalised;
-    ``abs_integral(n)`` is ∫_{-1}^{1} |φ_i| dt (n,); ``cells(n)`` is the size of the bracketing grid.
-    """
-
-    evaluate: Callable[[int, torch.Tensor, int], list[torch.Tensor]]
-    abs_integral: Callable[[int], torch.Tensor]
-    cells: Callable[[int], int]
+EXACT: Registry[Piecewise] = Registry("exact basis")
 
 
-EXACT: Registry[Piecewise | Analytic] = Registry("exact basis")
-
-
-def register_exact(name: str, description: Piecewise | Analytic) -> None:
+def register_exact(name: str, description: Piecewise) -> None:
     """Describe the registered basis ``name`` so that ``method="exact"`` can use it."""
     bases.check_basis(name)
     EXACT.add(name, description)
@@ -113,19 +111,25 @@ def _centres(n: int) -> torch.Tensor:
     return torch.cat([torch.tensor([-1.0, 1.0], dtype=torch.float64), c])
 
 
-def _fourier_eval(n: int, t: torch.Tensor, order: int) -> list[torch.Tensor]:
-    """sin(π m t) for odd i, cos(π m t) for even i (m = ⌈i/2⌉) and derivatives, on t's device."""
-    i = torch.arange(1, n + 1, device=t.device)
-    w = torch.ceil(i / 2).to(t.dtype) * math.pi  # (n,) angular frequencies
-    odd = (i % 2 == 1)[None, :]
-    arg = t[:, None] * w
-    s, c = torch.sin(arg), torch.cos(arg)
-    out = [torch.where(odd, s, c)]
-    if order >= 1:
-        out.append(torch.where(odd, c, -s) * w)
-    if order >= 2:
-        out.append(torch.where(odd, -s, -c) * w**2)
-    return out
+def _fourier_grid(n: int) -> torch.Tensor:
+    return torch.linspace(-1, 1, GRID_PER_FREQ * 2 * math.ceil(n / 2) + 1, dtype=torch.float64)
+
+
+def _fourier_taylor(n: int, edges: torch.Tensor) -> torch.Tensor:
+    """Taylor coefficients of the fourier basis at each cell's left edge, in u: (K, n, degree+1).
+
+    φ_i(t) = sin(ω_i t + α_i) with ω_i = π⌈i/2⌉, α_i = 0 for odd i (sine) and π/2 for even i
+    (cosine); its d-th derivative is ω_i^d sin(ω_i t + α_i + dπ/2), so on a cell of width w
+    φ_i(g + w u) = Σ_d (ω_i w)^d / d! · sin(ω_i g + α_i + dπ/2) u^d.
+    """
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    omega = torch.ceil(i / 2) * math.pi  # (n,)
+    alpha = (1 - i % 2) * (math.pi / 2)  # (n,) float64
+    d = torch.arange(FOURIER_DEGREE + 1, dtype=torch.float64)
+    g, w = edges[:-1], edges.diff()  # (K,)
+    phase = omega[None, :, None] * g[:, None, None] + alpha[None, :, None] + d * math.pi / 2
+    scale = (omega[None, :, None] * w[:, None, None]) ** d / torch.exp(torch.lgamma(d + 1))
+    return scale * torch.sin(phase)
 
 
 register_exact("rect", Piecewise(_cell_edges, 0))
@@ -133,10 +137,11 @@ register_exact("pwl", Piecewise(_centres, 1))
 register_exact("pwq", Piecewise(_cell_edges, 2))
 register_exact(
     "fourier",
-    Analytic(
-        _fourier_eval,
-        lambda n: torch.full((n,), 4 / math.pi, dtype=torch.float64),  # ∫|sin πmt| = ∫|cos πmt| = 4/π
-        lambda n: GRID_PER_FREQ * math.ceil(n / 2),
+    Piecewise(
+        _fourier_grid,
+        FOURIER_DEGREE,
+        coefficients=_fourier_taylor,
+        abs_integral=lambda n: torch.full((n,), 4 / math.pi, dtype=torch.float64),  # ∫|sin πmt| = 4/π
     ),
 )
 register_exact("pwl-w", Piecewise(lambda n: torch.linspace(-1, 1, 2 * n + 3, dtype=torch.float64), 1))
@@ -148,25 +153,23 @@ register_exact("rect-w", Piecewise(lambda n: torch.linspace(-1, 1, n + 2, dtype=
 
 
 def partition(n: int, basis_in: str, basis_out: str) -> torch.Tensor:
-    """The cell edges g_0 = -1 < … < g_K = 1 (float64): all breakpoints of φ and ψ, plus a grid."""
+    """The cell edges g_0 = -1 < … < g_K = 1 (float64): all breakpoints of φ and ψ."""
     pts = [torch.tensor([-1.0, 1.0], dtype=torch.float64)]
-    for name in (basis_in, basis_out):
-        desc = EXACT.get(name)
-        if isinstance(desc, Piecewise):
-            pts.append(desc.knots(n).to(torch.float64))
-        else:
-            pts.append(torch.linspace(-1, 1, desc.cells(n) + 1, dtype=torch.float64))
+    pts += [EXACT.get(name).knots(n).to(torch.float64) for name in (basis_in, basis_out)]
     t = torch.cat(pts).clamp(-1, 1).sort().values
     t = t[torch.cat([torch.tensor([True]), t.diff() > 1e-12])]
     t[0], t[-1] = -1.0, 1.0
     return t
 
 
-def fit_piecewise(name: str, n: int, edges: torch.Tensor, degree: int) -> torch.Tensor:
-    """Coefficients c (K, n, degree+1) with φ_i(t) = Σ_d c[k, i, d] u^d, u = (t - g_k)/(g_{k+1} - g_k).
+def piece_coefficients(name: str, n: int, edges: torch.Tensor) -> torch.Tensor:
+    """Coefficients c (K, n, D+1) with φ_i(t) = Σ_d c[k, i, d] u^d, u = (t - g_k)/(g_{k+1} - g_k).
 
-    Fitted from the basis at interior points of each cell and verified at others.
+    Closed form where the description gives one, else fitted from the basis at interior points of
+    each cell; either way verified against :func:`iatrun.bases.evaluate` at other points.
     """
+    desc = EXACT.get(name)
+    degree = desc.degree
     k_cells, width = len(edges) - 1, edges.diff()
     powers = torch.arange(degree + 1, dtype=torch.float64)
 
@@ -174,15 +177,18 @@ def fit_piecewise(name: str, n: int, edges: torch.Tensor, degree: int) -> torch.
         t = edges[:-1, None] + width[:, None] * u[None, :]
         return bases.evaluate(name, n, t.reshape(-1)).reshape(k_cells, len(u), n)
 
-    u = (torch.arange(degree + 1, dtype=torch.float64) + 1) / (degree + 2)
-    coef = torch.linalg.solve(u[:, None] ** powers, at(u))  # (K, degree+1, n)
+    if desc.coefficients is not None:
+        coef = desc.coefficients(n, edges)
+    else:
+        u = (torch.arange(degree + 1, dtype=torch.float64) + 1) / (degree + 2)
+        coef = torch.linalg.solve(u[:, None] ** powers, at(u)).permute(0, 2, 1)  # (K, n, degree+1)
     scale = coef.abs().max().clamp(min=1.0)
-    coef = torch.where(coef.abs() < 1e-12 * scale, torch.zeros_like(coef), coef)
+    coef = torch.where(coef.abs() < 1e-14 * scale, torch.zeros_like(coef), coef)
     check = torch.tensor([0.07, 0.31, 0.62, 0.93], dtype=torch.float64)
-    err = (torch.einsum("kdn,ud->kun", coef, check[:, None] ** powers) - at(check)).abs().max()
+    err = (torch.einsum("knd,ud->kun", coef, check[:, None] ** powers) - at(check)).abs().max()
     if err > 1e-9 * scale:
         raise IatrunError(f"basis {name!r} is not a polynomial of degree {degree} between its knots (n={n})")
-    return coef.permute(0, 2, 1).contiguous()
+    return coef.contiguous()
 
 
 def poly(c: torch.Tensor, u: torch.Tensor, inv_w: torch.Tensor, order: int) -> list[torch.Tensor]:
@@ -248,13 +254,24 @@ def newton(fn, lo, hi, f_lo, f_hi, tol: float) -> torch.Tensor:
     return t
 
 
+def rows(table: torch.Tensor, b: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """table[b, k] for a contiguous (B, K, E) table: (N, E), through one flat index_select."""
+    return table.reshape(-1, table.shape[-1]).index_select(0, b * table.shape[1] + k)
+
+
+def scatter_rows(table: torch.Tensor, b: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> None:
+    """table[b, k] += values in place for a contiguous (B, K, E) table, repeated (b, k) summed."""
+    table.view(-1, table.shape[-1]).index_add_(0, b * table.shape[1] + k, values)
+
+
 @dataclass
 class Pattern:
     """S(x) of a batch, as the exact integration needs it.
 
     ``mask`` (B, K) bool is 1[s(g_{k+1}⁻) > 0]: cells whose whole integral enters. ``b``, ``k``,
     ``r``, ``eps`` (R,) list every root: its sample, its cell, its position, and ε = +1 where s
-    falls through it (a right end of S), -1 where it rises.
+    falls through it (a right end of S), -1 where it rises; ``u`` (R,) is the root's position in
+    its cell, (r - g_k)/(g_{k+1} - g_k). ``coef`` (B, K, D+1) are the state's pieces.
     """
 
     mask: torch.Tensor
@@ -262,6 +279,8 @@ class Pattern:
     k: torch.Tensor
     r: torch.Tensor
     eps: torch.Tensor
+    u: torch.Tensor
+    coef: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,58 +301,43 @@ class ExactIAT(nn.Module):
             raise IatrunError(f"IAT width n must be an integer >= 1, got {n!r}")
         check_exact(basis_in, basis_out)
         self.n, self.basis_in, self.basis_out = n, basis_in, basis_out
-        self.desc_in, self.desc_out = EXACT.get(basis_in), EXACT.get(basis_out)
         edges = partition(n, basis_in, basis_out)  # (K+1,)
         self.k_cells = len(edges) - 1
         width = edges.diff()
-        analytic = isinstance(self.desc_in, Analytic) or isinstance(self.desc_out, Analytic)
-        degree = sum(d.degree for d in (self.desc_in, self.desc_out) if isinstance(d, Piecewise))
-        self.q = ANALYTIC_ORDER if analytic else max(1, math.ceil((degree + 1) / 2))
 
         def buf(name: str, value: torch.Tensor) -> None:
             self.register_buffer(name, value, persistent=False)
 
         buf("edges", edges)
+        buf("width", width)
         buf("inv_w", 1 / width)
         # Input basis: scaled to sup-norm 1 over [-1, 1] (SPEC §3).
-        scale_in = 1 / bases.sup_norms(basis_in, n)
-        buf("scale_in", scale_in)
-        buf("coef_in", self._fit(self.desc_in, basis_in, scale_in))
+        coef_in = piece_coefficients(basis_in, n, edges) / bases.sup_norms(basis_in, n)[:, None]
         # Output basis: scaled to exact ∫|ψ_j| = 1.
-        raw = self._fit(self.desc_out, basis_out, torch.ones(n, dtype=torch.float64))
-        mass = abs_integral_piecewise(raw, width) if raw.numel() else self.desc_out.abs_integral(n)
+        raw = piece_coefficients(basis_out, n, edges)
+        desc_out = EXACT.get(basis_out)
+        if desc_out.abs_integral is not None:
+            mass = desc_out.abs_integral(n)
+        elif desc_out.degree <= 2:
+            mass = abs_integral_piecewise(raw, width)
+        else:
+            raise IatrunError(f"output basis {basis_out!r} needs an exact abs_integral (degree > 2)")
         if torch.any(mass <= 0):
             raise IatrunError(f"output basis {basis_out!r} has a function with zero integral of |ψ| (n={n})")
         buf("scale_out", 1 / mass)
-        buf("coef_out", raw * self.scale_out[:, None] if raw.numel() else raw)
-
-        # Fixed Gauss–Legendre nodes of every cell: the full-cell term is then two matmuls.
-        xi, wq = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(self.q))
-        t_gl = edges[:-1, None] + width[:, None] * (1 + xi) / 2  # (K, Q)
-        w_gl = width[:, None] / 2 * wq  # (K, Q)
-        k_gl = torch.arange(self.k_cells).repeat_interleave(self.q)
-        phi_gl = self.phi(t_gl.reshape(-1), k_gl)[0]  # (K·Q, n)
-        psi_gl = self.psi(t_gl.reshape(-1), k_gl)  # (K·Q, n)
-        buf("phi_gl_t", phi_gl.T.contiguous())  # (n, K·Q)
-        buf("psi_gl_w", (psi_gl * w_gl.reshape(-1, 1)).contiguous())  # (K·Q, n), weights folded in
-        buf("gl_nodes", xi)  # (Q,) on [-1, 1]
-        buf("gl_weights", wq)  # (Q,)
-        # One-sided values and slopes of φ at both ends of each cell, (n, 4K): x @ ends_t gives
-        # [s(g_k⁺), s(g_{k+1}⁻), s′(g_k⁺), s′(g_{k+1}⁻)] for every cell at once.
-        k_all = torch.arange(self.k_cells)
-        left, right = self.phi(edges[:-1], k_all, 1), self.phi(edges[1:], k_all, 1)
-        buf("ends_t", torch.cat([left[0], right[0], left[1], right[1]]).T.contiguous())
+        coef_out = raw * self.scale_out[:, None]
+        buf("coef_in", coef_in)  # (K, n, E)
+        buf("coef_out", coef_out)  # (K, n, D)
+        self.e_in, self.d_out = coef_in.shape[-1], coef_out.shape[-1]
+        # x @ c_in: the state's pieces (B, K·E); μ @ p_out: T from the moments (B, K·D) -> (B, n).
+        buf("c_in", coef_in.permute(1, 0, 2).reshape(n, -1).contiguous())
+        buf("p_out", coef_out.permute(1, 0, 2).reshape(n, -1).contiguous())
         # Tables stay float64 until the module is cast; every use casts them to the input's dtype.
-
-    def _fit(self, desc, name: str, scale: torch.Tensor) -> torch.Tensor:
-        if isinstance(desc, Analytic):
-            return torch.zeros(0, dtype=torch.float64)
-        return fit_piecewise(name, self.n, self.edges, desc.degree) * scale[:, None]
 
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, "
-            f"cells={self.k_cells}, q={self.q}"
+            f"cells={self.k_cells}, degrees=({self.e_in - 1}, {self.d_out - 1})"
         )
 
     # -- basis evaluation at arbitrary points t (N,) lying in cells k (N,) ------------------------
@@ -344,54 +348,47 @@ class ExactIAT(nn.Module):
 
     def phi(self, t: torch.Tensor, k: torch.Tensor, order: int = 0) -> list[torch.Tensor]:
         """[φ, φ′, …] at t in cells k, each (N, n), normalised to sup-norm 1."""
-        if isinstance(self.desc_in, Analytic):
-            scale = self.scale_in.to(t.dtype)
-            return [f * scale for f in self.desc_in.evaluate(self.n, t, order)]
         u, inv_w = self._local(t, k)
         return poly(self.coef_in.to(t.dtype)[k], u[:, None], inv_w[:, None], order)
 
     def psi(self, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """ψ at t in cells k, (N, n), normalised to ∫|ψ_j| = 1."""
-        if isinstance(self.desc_out, Analytic):
-            return self.desc_out.evaluate(self.n, t, 0)[0] * self.scale_out.to(t.dtype)
         u, inv_w = self._local(t, k)
         return poly(self.coef_out.to(t.dtype)[k], u[:, None], inv_w[:, None], 0)[0]
 
-    def _state_fn(self, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, order: int, coef_x):
-        """A function t -> [s, s′, …] of the states x[b] on cells k at points t (all (N,))."""
-        if coef_x is not None:  # piecewise input: each (sample, cell) state is one polynomial
-            c = coef_x[b, k]  # (N, D+1)
-            return lambda t, i=slice(None): poly(c[i], *self._local(t, k[i]), order)
-        xb = x[b]  # (N, n)
-        return lambda t, i=slice(None): [(f * xb[i]).sum(-1) for f in self.phi(t, k[i], order)]
-
-    def _coef_x(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Per-cell polynomial coefficients of s_x (B, K, D+1), or None for an analytic φ."""
-        if isinstance(self.desc_in, Analytic):
-            return None
-        return torch.einsum("bi,kid->bkd", x, self.coef_in.to(x.dtype))
+    def state_coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """The pieces of s_x = Σ_i x_i φ_i: (B, K, E), s_x = Σ_e c[b, k, e] u^e on cell k."""
+        return (x @ self.c_in.to(x.dtype)).view(x.shape[0], self.k_cells, self.e_in)
 
     # -- the activation pattern ------------------------------------------------------------------
 
     @torch.no_grad()
-    def pattern(self, x: torch.Tensor) -> Pattern:
+    def pattern(self, x: torch.Tensor, coef: torch.Tensor | None = None) -> Pattern:
         """Roots of s_x and the cell mask for a batch x (B, n); runs outside autograd (paper §4.3)."""
         x = x.detach()
+        coef = self.state_coefficients(x) if coef is None else coef.detach()
         dt = x.dtype
         tol = 8 * torch.finfo(dt).eps
-        edges = self.edges.to(dt)
-        kk = self.k_cells
-        coef_x = self._coef_x(x)
-        s_l, s_r, d_l, d_r = (x @ self.ends_t.to(dt)).view(-1, 4, kk).unbind(1)  # each (B, K)
+        edges, inv_w = self.edges.to(dt), self.inv_w.to(dt)
+        e = self.e_in
+        # One-sided values and slopes at both ends of every cell, each (B, K): s(1) = Σ c_e, s′(1) ∝ Σ e c_e.
+        ends = torch.stack([torch.ones(e, dtype=dt), torch.arange(e, dtype=dt)], 1).to(x.device)
+        s_r, d_r = (coef @ ends).unbind(-1)
+        s_l, d_l = coef[..., 0], (coef[..., 1] if e > 1 else torch.zeros_like(s_r))
+        d_l, d_r = d_l * inv_w, d_r * inv_w
         lo_edge, hi_edge = edges[:-1].expand_as(s_l), edges[1:].expand_as(s_l)
+
+        def state(b, k, order):  # t -> [s, s′, …] of the pieces (b, k) at points t
+            c = rows(coef, b, k)
+            return lambda t, i=slice(None): poly(c[i], *self._local(t, k[i]), order)
 
         # 1) A critical point c splits a cell whose one-sided slopes differ in sign (Newton on s′).
         crit_t, crit_s = hi_edge.clone(), s_r.clone()  # (B, K); c = g_{k+1} where there is none
         cb, ck = torch.nonzero(d_l * d_r < 0, as_tuple=True)
         if len(cb):
-            fn = self._state_fn(x, cb, ck, 2, coef_x)
+            fn = state(cb, ck, 2)
             c = newton(lambda t, i: fn(t, i)[1:], edges[ck], edges[ck + 1], d_l[cb, ck], d_r[cb, ck], tol)
-            crit_t[cb, ck], crit_s[cb, ck] = c, self._state_fn(x, cb, ck, 0, coef_x)(c)[0]
+            crit_t[cb, ck], crit_s[cb, ck] = c, state(cb, ck, 0)(c)[0]
 
         # 2) Two monotone brackets per cell, [g_k, c] and [c, g_{k+1}]; a root where 1[s > 0] flips.
         brackets = ((lo_edge, s_l, crit_t, crit_s), (crit_t, crit_s, hi_edge, s_r))
@@ -402,60 +399,61 @@ class ExactIAT(nn.Module):
         rb, rk, lo, hi, f_lo, f_hi = (torch.cat(parts) for parts in zip(*found, strict=True))
 
         # 3) Polish every root to machine precision (safeguarded Newton; closed form on linear pieces).
-        r = newton(self._state_fn(x, rb, rk, 1, coef_x), lo, hi, f_lo, f_hi, tol) if len(rb) else lo
+        r = newton(state(rb, rk, 1), lo, hi, f_lo, f_hi, tol) if len(rb) else lo
         eps = torch.where(f_lo > 0, 1.0, -1.0).to(dt)
-        return Pattern(mask=s_r > 0, b=rb, k=rk, r=r, eps=eps)
+        u = ((r - edges[rk]) * inv_w[rk]).clamp(0, 1)
+        return Pattern(mask=s_r > 0, b=rb, k=rk, r=r, eps=eps, u=u, coef=coef)
 
     # -- integration -----------------------------------------------------------------------------
 
-    def _root_nodes(self, pat: Pattern, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gauss–Legendre nodes (R·Q,), weights ε·w (R, Q) and cells (R·Q,) on each [g_k, r]."""
-        g = self.edges.to(dt)[pat.k]  # (R,)
-        half = (pat.r - g) / 2
-        t = g[:, None] + half[:, None] * (1 + self.gl_nodes.to(dt))  # (R, Q)
-        w = (pat.eps * half)[:, None] * self.gl_weights.to(dt)  # (R, Q)
-        return t.reshape(-1), w, pat.k.repeat_interleave(self.q)
+    def moments(self, coef: torch.Tensor, pat: Pattern, degree: int) -> torch.Tensor:
+        """μ[b, k, d] = ∫_{S ∩ cell k} u^d q_b dt for d ≤ ``degree`` and pieces q (B, K, E'): (B, K, d+1).
 
-    def integrate(self, v: torch.Tensor, pat: Pattern) -> tuple[torch.Tensor, tuple]:
-        """D(v)_j = ∫_{S} ψ_j s_v dt for the pattern S of another (or the same) batch; (B, n).
-
-        Returns the result and what :meth:`integrate_t` needs for the transpose.
+        Exact: ∫_0^a u^d Σ_e c_e u^e w du = w Σ_e c_e a^(d+e+1) / (d+e+1), with a = 1 on whole cells
+        inside S (the mask) and a = u_r, signed by ε_r, for the partial cell up to each root.
         """
-        dt = v.dtype
-        bsz, q = v.shape[0], self.q
-        # Full cells: (B, K·Q) states at fixed nodes, masked per cell, then weighted ψ (SPEC §1 form).
-        z = (v @ self.phi_gl_t.to(dt)).view(bsz, self.k_cells, q) * pat.mask[..., None]
-        out = z.view(bsz, -1) @ self.psi_gl_w.to(dt)  # (B, n)
-        # Root terms: ε ∫_{g_k}^{r} ψ_j s_v, one short quadrature per root.
-        t, w, k = self._root_nodes(pat, dt)
-        psi = self.psi(t, k).view(-1, q, self.n)  # (R, Q, n)
-        s = (self.phi(t, k)[0].view(-1, q, self.n) * v[pat.b][:, None, :]).sum(-1)  # (R, Q)
-        out = out.index_add(0, pat.b, torch.einsum("rq,rqj->rj", w * s, psi))
-        return out, (t, w, k, psi)
+        dt = coef.dtype
+        e_n = coef.shape[-1]
+        d = torch.arange(degree + 1, device=coef.device)
+        e = torch.arange(e_n, device=coef.device)
+        expo = d[:, None] + e[None, :] + 1  # (D, E')
+        hilbert = 1 / expo.to(dt)
+        w = self.width.to(dt)
+        scale = (w * pat.mask)[..., None]
+        # (B, K, D); the mask multiplies whichever side is smaller
+        mu = (coef @ hilbert.T) * scale if e_n > degree + 1 else (coef * scale) @ hilbert.T
+        if len(pat.b):
+            c = rows(coef, pat.b, pat.k) * (pat.eps * w[pat.k])[:, None]  # (R, E')
+            upow = pat.u[:, None].expand(-1, int(expo.max())).cumprod(1)  # (R, P): u^1 … u^P
+            windows = upow.unfold(1, e_n, 1)[:, : degree + 1]  # (R, D, E'): u^(d+e+1), a view
+            part = (windows * hilbert * c[:, None, :]).sum(-1)  # (R, D)
+            scatter_rows(mu, pat.b, pat.k, part)
+        return mu
 
-    def integrate_t(self, grad: torch.Tensor, pat: Pattern, saved: tuple) -> torch.Tensor:
-        """A(S)ᵀ·grad, A_ji = ∫_S ψ_j φ_i dt (paper Eq. 21): (B, n)."""
+    def integrate(self, coef_v: torch.Tensor, pat: Pattern) -> torch.Tensor:
+        """D(v)_j = ∫_{S} ψ_j s_v dt (B, n) for pieces ``coef_v`` of s_v under the pattern S."""
+        mu = self.moments(coef_v, pat, self.d_out - 1)  # (B, K, D)
+        return mu.view(mu.shape[0], -1) @ self.p_out.to(mu.dtype).T
+
+    def integrate_t(self, grad: torch.Tensor, pat: Pattern) -> torch.Tensor:
+        """A(S)ᵀ·grad, A_ji = ∫_S ψ_j φ_i dt (paper Eq. 21): (B, n), via the moments of γ = Σ_j g_j ψ_j."""
         dt = grad.dtype
-        t, w, k, psi = saved
-        bsz, q = grad.shape[0], self.q
-        z = (grad @ self.psi_gl_w.to(dt).T).view(bsz, self.k_cells, q) * pat.mask[..., None]
-        out = z.view(bsz, -1) @ self.phi_gl_t.to(dt).T  # (B, n)
-        gpsi = (psi * grad[pat.b][:, None, :]).sum(-1)  # (R, Q)
-        phi = self.phi(t, k)[0].view(-1, q, self.n)  # (R, Q, n)
-        return out.index_add(0, pat.b, torch.einsum("rq,rqi->ri", w * gpsi, phi))
+        gamma = (grad @ self.p_out.to(dt)).view(grad.shape[0], self.k_cells, self.d_out)
+        nu = self.moments(gamma, pat, self.e_in - 1)  # (B, K, E)
+        return nu.view(nu.shape[0], -1) @ self.c_in.to(dt).T
 
     def activation_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """A(x)_ji = ∫_{S(x)} ψ_j φ_i dt (paper Eq. 18), shape (..., n, n); T(x) = A(x) x."""
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.n)
-        dt, q = x2.dtype, self.q
         pat = self.pattern(x2)
-        m = pat.mask.repeat_interleave(q, dim=1).to(dt)  # (B, K·Q)
-        a = torch.einsum("bc,cj,ic->bji", m, self.psi_gl_w.to(dt), self.phi_gl_t.to(dt))
-        t, w, k = self._root_nodes(pat, dt)
-        psi = self.psi(t, k).view(-1, q, self.n)
-        phi = self.phi(t, k)[0].view(-1, q, self.n)
-        a = a.index_add(0, pat.b, torch.einsum("rq,rqj,rqi->rji", w, psi, phi))
+        bsz, e_n = x2.shape[0], self.e_in
+        # ∫_{S ∩ cell k} u^d u^e dt for every d ≤ D-1, e ≤ E-1: the moments of the monomials u^e.
+        eye = torch.eye(e_n, dtype=x2.dtype, device=x2.device)
+        m = torch.stack(
+            [self.moments(eye[i].expand(bsz, self.k_cells, e_n), pat, self.d_out - 1) for i in range(e_n)], -1
+        )  # (B, K, D, E)
+        a = torch.einsum("kjd,bkde,kie->bji", self.coef_out.to(x2.dtype), m, self.coef_in.to(x2.dtype))
         return a.reshape(*lead, self.n, self.n)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -478,6 +476,15 @@ class ExactIAT(nn.Module):
         out = _ExactDecoupled.apply(p.reshape(-1, self.n), v.reshape(-1, self.n), self)
         return out.reshape(*lead, self.n)
 
+    def joint(self, p: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T(p), A(p)·v) with one root search; the same values and gradients as ``self(p)`` and
+        ``self.decoupled(p, v)``."""
+        self._check(p)
+        self._check(v)
+        lead = v.shape[:-1]
+        t, d = _ExactJoint.apply(p.reshape(-1, self.n), v.reshape(-1, self.n), self)
+        return t.reshape(*lead, self.n), d.reshape(*lead, self.n)
+
 
 class _ExactIATReLU(torch.autograd.Function):
     """T(x) = A(x) x with backward A(x)ᵀ·grad (paper Eq. 21); the roots carry no gradient."""
@@ -485,45 +492,73 @@ class _ExactIATReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, layer: ExactIAT) -> torch.Tensor:
         pat = layer.pattern(x)
-        y, saved = layer.integrate(x, pat)
-        ctx.layer, ctx.pat, ctx.saved = layer, pat, saved
-        return y
+        ctx.layer, ctx.pat = layer, pat
+        return layer.integrate(pat.coef, pat)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        return ctx.layer.integrate_t(grad, ctx.pat, ctx.saved), None
+        return ctx.layer.integrate_t(grad, ctx.pat), None
+
+
+def _root_gradient(layer: ExactIAT, pat: Pattern, coef_v: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """∂/∂p of ⟨grad, ∫_{S(p)} ψ s_v dt⟩ through the roots of s_p (paper Eq. 22): (B, n).
+
+    Through a root r, ∂D_j/∂r = ε_r ψ_j(r) s_v(r) (Leibniz) and ∂r/∂p_i = −φ_i(r)/s_p′(r); since
+    ε_r = −sign s_p′(r) their product is φ_i(r) ψ_j(r) s_v(r) / |s_p′(r)|.
+    """
+    dt = grad.dtype
+    b, k, u = pat.b, pat.k, pat.u
+    inv_w = layer.inv_w.to(dt)[k]
+    gamma = (grad @ layer.p_out.to(dt)).view(grad.shape[0], layer.k_cells, layer.d_out)
+    s_v = poly(rows(coef_v, b, k), u, inv_w, 0)[0]  # s_v(r) (R,)
+    g_psi = poly(rows(gamma, b, k), u, inv_w, 0)[0]  # Σ_j g_j ψ_j(r) (R,)
+    slope = poly(rows(pat.coef, b, k), u, inv_w, 1)[1].abs()  # |s_p′(r)| (R,)
+    coeff = s_v * g_psi / slope
+    # Σ_r coeff_r φ_i(r) = Σ_r coeff_r Σ_e c_in[k, i, e] u_r^e: scatter, then one product.
+    upow = u[:, None] ** torch.arange(layer.e_in, device=u.device, dtype=dt)  # (R, E)
+    acc = torch.zeros(grad.shape[0], layer.k_cells, layer.e_in, dtype=dt, device=grad.device)
+    scatter_rows(acc, b, k, coeff[:, None] * upow)
+    return acc.view(grad.shape[0], -1) @ layer.c_in.to(dt).T
 
 
 class _ExactDecoupled(torch.autograd.Function):
-    """D(p, v) = ∫_{S(p)} ψ s_v dt and its two gradients.
-
-    ∂D/∂v = A(p). Through a root r of s_p, ∂D_j/∂r = ε_r ψ_j(r) s_v(r) (Leibniz) and
-    ∂r/∂p_i = −φ_i(r)/s_p′(r) (paper Eq. 22); since ε_r = −sign s_p′(r) their product is
-    φ_i(r) ψ_j(r) s_v(r) / |s_p′(r)|.
-    """
+    """D(p, v) = ∫_{S(p)} ψ s_v dt: ∂D/∂v = A(p), and ∂D/∂p through the roots (:func:`_root_gradient`)."""
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, v: torch.Tensor, layer: ExactIAT) -> torch.Tensor:
         pat = layer.pattern(p)
-        y, saved = layer.integrate(v, pat)
-        ctx.layer, ctx.pat, ctx.saved = layer, pat, saved
-        ctx.save_for_backward(p, v)
-        return y
+        coef_v = layer.state_coefficients(v.detach())
+        ctx.layer, ctx.pat, ctx.coef_v = layer, pat, coef_v
+        return layer.integrate(coef_v, pat)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         layer, pat = ctx.layer, ctx.pat
-        p, v = ctx.saved_tensors
-        grad_v = layer.integrate_t(grad, pat, ctx.saved) if ctx.needs_input_grad[1] else None
+        grad_v = layer.integrate_t(grad, pat) if ctx.needs_input_grad[1] else None
+        grad_p = _root_gradient(layer, pat, ctx.coef_v, grad) if ctx.needs_input_grad[0] else None
+        return grad_p, grad_v, None
+
+
+class _ExactJoint(torch.autograd.Function):
+    """(T(p), D(p, v)) from one root search: a decoupled layer's pattern path and value path."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, v: torch.Tensor, layer: ExactIAT):
+        pat = layer.pattern(p)
+        coef_v = layer.state_coefficients(v.detach())
+        ctx.layer, ctx.pat, ctx.coef_v = layer, pat, coef_v
+        return layer.integrate(pat.coef, pat), layer.integrate(coef_v, pat)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_t: torch.Tensor, grad_d: torch.Tensor):
+        layer, pat = ctx.layer, ctx.pat
+        grad_v = layer.integrate_t(grad_d, pat) if ctx.needs_input_grad[1] else None
         grad_p = None
-        if ctx.needs_input_grad[0]:
-            phi, dphi = layer.phi(pat.r, pat.k, 1)  # (R, n) each
-            psi = layer.psi(pat.r, pat.k)  # (R, n)
-            slope = (dphi * p[pat.b]).sum(-1).abs()  # |s_p′(r)| (R,)
-            coeff = (phi * v[pat.b]).sum(-1) * (psi * grad[pat.b]).sum(-1) / slope  # s_v(r) ψ(r)·g / |s_p′|
-            grad_p = torch.zeros_like(p).index_add(0, pat.b, coeff[:, None] * phi)
+        if ctx.needs_input_grad[0]:  # A(p)ᵀ g_T (Eq. 21) plus the root term of the value path
+            grad_p = layer.integrate_t(grad_t, pat) + _root_gradient(layer, pat, ctx.coef_v, grad_d)
         return grad_p, grad_v, None
 
 

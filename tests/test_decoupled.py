@@ -32,6 +32,21 @@ def test_decoupled_backward_gradcheck(bi, bo):
         assert gp.abs().max() > 1e-3  # θ really receives a gradient through the pattern
 
 
+def test_joint_pattern_and_value_paths_match_the_separate_ops():
+    """One root search gives T(p) and A(p)·v with the gradients of the two separate ops."""
+    layer = ExactIAT(6, "fourier", "pwq").double()
+    p = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    gt, gd = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    t, d = layer.joint(p, v)
+    assert torch.equal(t, layer(p)) and torch.equal(d, layer.decoupled(p, v))
+    joint = torch.autograd.grad((t * gt).sum() + (d * gd).sum(), (p, v))
+    separate = torch.autograd.grad((layer(p) * gt).sum() + (layer.decoupled(p, v) * gd).sum(), (p, v))
+    for a, b in zip(joint, separate, strict=True):
+        assert torch.allclose(a, b, atol=1e-13)
+    assert torch.autograd.gradcheck(layer.joint, (p, v))
+
+
 def test_root_gradient_vanishes_when_coupled():
     """With v = p the root terms carry s_p(r) = 0 (paper Eq. 21) and D(p, p) = T(p)."""
     layer = ExactIAT(6, "fourier", "pwq").double()

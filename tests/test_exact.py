@@ -8,7 +8,7 @@ from scipy import integrate
 
 from iatrun import bases
 from iatrun.errors import IatrunError
-from iatrun.exact import EXACT, ExactIAT, _fourier_eval, partition
+from iatrun.exact import EXACT, FOURIER_DEGREE, ExactIAT, partition
 from iatrun.iat import IAT
 
 NAMES = bases.BASES.names()
@@ -118,16 +118,22 @@ def test_float32_follows_input():
     assert torch.allclose(y.double(), layer(x.double()), atol=1e-5)
 
 
-def test_fourier_closed_form_matches_basis_and_autograd():
-    t = torch.linspace(-1, 1, 101, dtype=torch.float64, requires_grad=True)
-    vals, d1, d2 = _fourier_eval(7, t.detach(), 2)
-    ref = bases.evaluate("fourier", 7, t)
-    assert torch.allclose(vals, ref.detach(), atol=1e-14)
-    g = torch.stack([torch.autograd.grad(ref[:, i].sum(), t, create_graph=True)[0] for i in range(7)], 1)
-    assert torch.allclose(d1, g.detach(), atol=1e-12)
+@pytest.mark.parametrize("n", [2, 7, 64])
+def test_fourier_taylor_pieces_match_basis_and_autograd(n):
+    """The degree-15 pieces reproduce sin/cos and their slopes to rounding, across each whole cell."""
+    layer = ExactIAT(n, "fourier", "pwq").double()
+    assert layer.e_in == FOURIER_DEGREE + 1
+    k = torch.arange(layer.k_cells).repeat_interleave(9)
+    u = torch.linspace(0, 1, 9, dtype=torch.float64).repeat(layer.k_cells)  # both cell ends included
+    t = (layer.edges[k] + u * (layer.edges[k + 1] - layer.edges[k])).requires_grad_()
+    vals, d1 = layer.phi(t.detach(), k, 1)
+    ref = bases.evaluate("fourier", n, t)
+    assert (vals - ref.detach()).abs().max() < 1e-13
+    g = torch.stack([torch.autograd.grad(ref[:, i].sum(), t, retain_graph=True)[0] for i in range(n)], 1)
+    assert ((d1 - g) / math.pi / math.ceil(n / 2)).abs().max() < 1e-12  # slopes relative to ω_max
 
 
-@pytest.mark.parametrize("name", [b for b in NAMES if b != "fourier"])
+@pytest.mark.parametrize("name", NAMES)
 def test_piecewise_tables_reproduce_the_basis(name):
     layer = ExactIAT(6, name, name).double()
     k = torch.arange(layer.k_cells).repeat_interleave(50)
