@@ -61,13 +61,21 @@ def iat_roofline(
 
     The layer's useful work is its two products, forward (B·n·M each) and backward (two more for
     the input gradient): 8·B·n·M FLOPs. The reference runs exactly those four products with mm.
+    Measured for the dense kernel everywhere, and for the default (``auto``) kernel where it differs
+    (fourier → pwq on CPU from BANDED_MIN_WIDTH up: Ψ is banded).
     """
-    return [_roofline_case(device, batch, n, r) for n in widths for r in ratios]
+    rows = []
+    for n in widths:
+        for r in ratios:
+            rows.append(_roofline_case(device, batch, n, r, "dense"))
+            if IAT(n, "fourier", "pwq", r).uses_banded(device):
+                rows.append(_roofline_case(device, batch, n, r, "auto"))
+    return rows
 
 
-def _roofline_case(device: torch.device, batch: int, n: int, r: int) -> Row:
+def _roofline_case(device: torch.device, batch: int, n: int, r: int, kernel: str) -> Row:
     sync = _sync(device)
-    layer = IAT(n, "fourier", "pwq", r).to(device)
+    layer = IAT(n, "fourier", "pwq", r, kernel=kernel).to(device)
     phi_t, psi = layer.phi_t, layer.psi
     x = torch.randn(batch, n, device=device, requires_grad=True)
     g = torch.randn(batch, n, device=device)
@@ -88,13 +96,48 @@ def _roofline_case(device: torch.device, batch: int, n: int, r: int) -> Row:
     target = "≥ 0.60 at n=64 r=4 (CPU)" if (n, r) == (64, 4) else ""
     return Row(
         "iat_fwd_bwd_vs_mm_roofline",
-        f"B={batch} n={n} r={r} {device.type}",
+        f"B={batch} n={n} r={r} kernel={kernel} {device.type}",
         flops / t_layer / 1e9,
         "GFLOP/s",
         flops / t_mm / 1e9,
         t_mm / t_layer,
         target,
     )
+
+
+def banded_speedup(
+    device: torch.device, batch: int = 1000, widths=(16, 32, 64, 128, 256), ratios=(4, 16)
+) -> list[Row]:
+    """The banded kernel against the dense one (pwl → pwq, both sides banded), forward+backward.
+
+    Ratios above 1 mean banded is faster; BANDED_MIN_WIDTH (``kernel="auto"``) is set from them.
+    """
+    sync, rows = _sync(device), []
+    for n in widths:
+        for r in ratios:
+            x = torch.randn(batch, n, device=device, requires_grad=True)
+            g = torch.randn(batch, n, device=device)
+            times = {}
+            for kernel in ("dense", "banded"):
+                layer = IAT(n, "pwl", "pwq", r, kernel=kernel).to(device)
+
+                def step(layer=layer):
+                    x.grad = None
+                    layer(x).backward(g)
+
+                times[kernel] = timeit(step, sync=sync)
+            rows.append(
+                Row(
+                    "iat_banded_vs_dense",
+                    f"B={batch} n={n} r={r} pwl-pwq {device.type}",
+                    times["banded"] * 1e3,
+                    "ms",
+                    times["dense"] * 1e3,
+                    times["dense"] / times["banded"],
+                    "≥ 2× at n=256 r=16 (CPU)" if (n, r) == (256, 16) else "",
+                )
+            )
+    return rows
 
 
 def saved_bytes(batch: int = 1000, n: int = 64, r: int = 4) -> list[Row]:
@@ -217,6 +260,7 @@ def run_all(
     rows: list[Row] = []
     sections = [
         ("IAT layer against its matmul roofline", lambda: iat_roofline(device)),
+        ("banded kernel against dense", lambda: banded_speedup(device)),
         ("saved-for-backward memory", saved_bytes),
         ("training step: IAT against relu", lambda: train_step(device)),
         ("start-up time", startup),

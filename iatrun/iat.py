@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from iatrun import bases
 from iatrun.activations import ACTIVATIONS, get_activation
 from iatrun.errors import IatrunError
 
 METHODS = ("mesh", "exact")
+KERNELS = ("auto", "dense", "banded")
+# A side of the layer (Φ or Ψ) is banded when every mesh point touches at most this many basis
+# functions (true of every local built-in basis: rect 1, pwl/pwl-w/rect-w 2, pwq 3).
+BAND_WIDTH = 3
+# ``kernel="auto"`` uses the banded products on CPU from this width up: below it the dense matmuls
+# are as fast (decided from ``iatrun bench``, section "banded").
+BANDED_MIN_WIDTH = 32
 
 
 def check_args(
@@ -55,6 +65,38 @@ class _IATReLU(torch.autograd.Function):
         return grad_z @ phi_t.T, None, None
 
 
+class _IATReLUBanded(torch.autograd.Function):
+    """The ReLU IAT with sparse (CSR) Φ and/or Ψ where they are banded: O(B·M) per product, not O(B·M·n).
+
+    Works on transposed activations, (M, B) = Φ (M, n) @ xᵀ, because torch multiplies a sparse
+    matrix by a dense one from the left. Saves only the bool pattern, as :class:`_IATReLU` does;
+    the four matrices (Φ, Φᵀ, Ψ·2/M, Ψᵀ·2/M, each sparse or dense) are the layer's own tables.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, ops: tuple) -> torch.Tensor:
+        phi, phi_t, psi, psi_t = ops
+        z = phi @ x.T  # (M, B) state on the mesh
+        mask = z > 0
+        y = psi_t @ z.clamp_(min=0)  # (n, B)
+        ctx.save_for_backward(mask)
+        ctx.ops = ops
+        return y.T.contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):
+        (mask,) = ctx.saved_tensors
+        phi, phi_t, psi, psi_t = ctx.ops
+        grad_z = (psi @ grad_y.T).mul_(mask)  # (M, B)
+        return (phi_t @ grad_z).T.contiguous(), None
+
+
+def _banded(matrix: torch.Tensor) -> bool:
+    """Whether every row of a mesh matrix (M, n) has at most BAND_WIDTH non-zeros."""
+    return bool(((matrix != 0).sum(1) <= BAND_WIDTH).all())
+
+
 class IAT(nn.Module):
     """IAT activation layer on vectors of size ``n`` (input shape ``(..., n)``).
 
@@ -66,6 +108,10 @@ class IAT(nn.Module):
         method: ``"mesh"`` (the M-point midpoint rule, SPEC §1) or ``"exact"`` (σ = relu only:
             roots of s_x and exact integrals, paper §4.3, see :mod:`iatrun.exact`). The mesh
             buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
+        kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"`` sparse
+            products for each local side (a mesh point touches ≤ 3 of its basis functions), or
+            ``"auto"``: banded on CPU from width ``BANDED_MIN_WIDTH`` up, dense otherwise. The
+            kernels agree to rounding; the choice changes speed only.
     """
 
     def __init__(
@@ -76,9 +122,13 @@ class IAT(nn.Module):
         mesh_ratio: int = 4,
         sigma: str = "relu",
         method: str = "mesh",
+        kernel: str = "auto",
     ):
         super().__init__()
         check_args(n, basis_in, basis_out, mesh_ratio, sigma, method)
+        if kernel not in KERNELS:
+            raise IatrunError(f"unknown IAT kernel {kernel!r} (known: {', '.join(KERNELS)})")
+        self.kernel = kernel
         self.n, self.mesh_ratio, self.m = n, mesh_ratio, n * mesh_ratio
         self.basis_in, self.basis_out, self.sigma, self.method = basis_in, basis_out, sigma, method
         dtype = torch.get_default_dtype()
@@ -87,6 +137,12 @@ class IAT(nn.Module):
         # Stored transposed/pre-weighted so forward is two plain matmuls: (B,n)@(n,M), (B,M)@(M,n).
         self.register_buffer("phi_t", phi.T.contiguous().to(dtype))
         self.register_buffer("psi", psi.contiguous().to(dtype))
+        self.banded_sides = (_banded(phi), _banded(psi))  # (Φ, Ψ)
+        if kernel == "banded" and not any(self.banded_sides):
+            raise IatrunError(
+                f"kernel 'banded' needs a local basis; {basis_in!r} and {basis_out!r} are both global"
+            )
+        self._ops_cache: tuple = (None, None)
         if method == "exact":
             from iatrun.exact import ExactIAT
 
@@ -95,7 +151,8 @@ class IAT(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, "
-            f"mesh_ratio={self.mesh_ratio}, sigma={self.sigma!r}, method={self.method!r}"
+            f"mesh_ratio={self.mesh_ratio}, sigma={self.sigma!r}, method={self.method!r}, "
+            f"kernel={self.kernel!r}"
         )
 
     def _check(self, x: torch.Tensor) -> None:
@@ -113,11 +170,32 @@ class IAT(nn.Module):
         x2 = x.reshape(-1, self.n)
         if self.method == "exact":
             y = self.exact(x2)
+        elif self.sigma == "relu" and self.uses_banded(x2.device):
+            y = _IATReLUBanded.apply(x2, self._banded_ops())
         elif self.sigma == "relu":
             y = _IATReLU.apply(x2, self.phi_t, self.psi)
         else:
             y = get_activation(self.sigma).fn(x2 @ self.phi_t) @ self.psi
         return y.reshape(*lead, self.n)
+
+    def uses_banded(self, device: torch.device) -> bool:
+        """Whether a relu forward on ``device`` runs the banded products (see ``kernel``)."""
+        if self.kernel == "auto":
+            return device.type == "cpu" and self.n >= BANDED_MIN_WIDTH and any(self.banded_sides)
+        return self.kernel == "banded"
+
+    def _banded_ops(self) -> tuple:
+        """(Φ, Φᵀ, Ψ, Ψᵀ), sparse CSR on banded sides; rebuilt when the buffers move or change dtype."""
+        key = (self.phi_t.data_ptr(), self.psi.data_ptr(), self.phi_t.dtype, self.phi_t.device)
+        if self._ops_cache[0] != key:
+            ops = []
+            for mat, banded in ((self.phi_t.T, self.banded_sides[0]), (self.psi, self.banded_sides[1])):
+                pair = (mat, mat.T)
+                with warnings.catch_warnings():  # torch flags its sparse CSR support as beta
+                    warnings.simplefilter("ignore", UserWarning)
+                    ops += [m.contiguous().to_sparse_csr() if banded else m for m in pair]
+            self._ops_cache = (key, tuple(ops))
+        return self._ops_cache[1]
 
     def pattern(self, x: torch.Tensor) -> torch.Tensor:
         """The activation pattern on the mesh, 1[Φx > 0]: bool, shape (..., M)."""

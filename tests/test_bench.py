@@ -16,16 +16,24 @@ def test_saved_bytes_of_the_mask_backward_are_a_quarter_of_autograd():
 
 
 def test_roofline_rows_cover_the_grid_and_are_positive():
-    rows = bench.iat_roofline(torch.device("cpu"), batch=64, widths=(4, 8), ratios=(1, 2))
-    assert [r.params.split(" ")[1:3] for r in rows] == [
-        ["n=4", "r=1"],
-        ["n=4", "r=2"],
-        ["n=8", "r=1"],
-        ["n=8", "r=2"],
+    rows = bench.iat_roofline(torch.device("cpu"), batch=64, widths=(4, 40), ratios=(1, 2))
+    assert [r.params.split(" ")[1:4] for r in rows] == [
+        ["n=4", "r=1", "kernel=dense"],
+        ["n=4", "r=2", "kernel=dense"],
+        ["n=40", "r=1", "kernel=dense"],
+        ["n=40", "r=1", "kernel=auto"],  # from BANDED_MIN_WIDTH up, auto runs Ψ banded on CPU
+        ["n=40", "r=2", "kernel=dense"],
+        ["n=40", "r=2", "kernel=auto"],
     ]
     assert all(
         r.value > 0 and r.reference > 0 and r.ratio == pytest.approx(r.value / r.reference) for r in rows
     )
+
+
+def test_banded_rows_compare_the_two_kernels():
+    rows = bench.banded_speedup(torch.device("cpu"), batch=32, widths=(8, 16), ratios=(4,))
+    assert [r.params.split(" ")[1:3] for r in rows] == [["n=8", "r=4"], ["n=16", "r=4"]]
+    assert all(r.value > 0 and r.ratio == pytest.approx(r.reference / r.value) for r in rows)
 
 
 @pytest.mark.slow
@@ -37,8 +45,9 @@ def test_bench_cli_writes_its_csv(tmp_path):
     names = {line.split(",")[0] for line in lines[1:]}
     assert names == {
         "iat_fwd_bwd_vs_mm_roofline",
+        "iat_banded_vs_dense",
         "iat_saved_bytes_vs_autograd",
         "train_step_iat_vs_relu",
         "help_startup_vs_python",
     }
-    assert len(lines) == 1 + 9 + 3
+    assert len(lines) == 1 + (9 + 6) + 10 + 3  # roofline dense + auto, banded, the rest

@@ -132,3 +132,44 @@ def test_buffers_follow_dtype_and_have_no_grad():
 def test_bad_arguments_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         IAT(**kwargs)
+
+
+LOCAL = [b for b in bases.BASES.names() if not bases.properties(b)["global"]]
+
+
+@pytest.mark.parametrize("bi, bo", [(b, b) for b in LOCAL] + [("fourier", "pwq"), ("pwq", "fourier")])
+def test_banded_kernel_equals_dense(bi, bo):
+    """The sparse products agree with the dense matmuls: values and input gradients, both dtypes."""
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+        dense, banded = (IAT(40, bi, bo, 3, kernel=k).to(dtype) for k in ("dense", "banded"))
+        x = torch.randn(50, 40, dtype=dtype, requires_grad=True)
+        g = torch.randn(50, 40, dtype=dtype)
+        outs = []
+        for layer in (dense, banded):
+            y = layer(x)
+            (gx,) = torch.autograd.grad(y, x, g)
+            outs.append((y, gx))
+        (y0, g0), (y1, g1) = outs
+        scale = y0.abs().max()
+        assert scale > 0.1 and (y1 - y0).abs().max() <= tol * scale
+        assert (g1 - g0).abs().max() <= tol * g0.abs().max()
+
+
+def test_banded_kernel_choice_and_saved_memory():
+    assert IAT(64, "pwl", "pwq", 4).uses_banded(torch.device("cpu"))  # auto, local, wide
+    assert not IAT(16, "pwl", "pwq", 4).uses_banded(torch.device("cpu"))  # below BANDED_MIN_WIDTH
+    assert not IAT(64, "fourier", "fourier", 4).uses_banded(torch.device("cpu"))  # nothing banded
+    assert not IAT(64, "pwl", "pwq", 4).uses_banded(torch.device("cuda"))  # auto stays dense on GPUs
+    assert IAT(64, "fourier", "pwq", 4).banded_sides == (False, True)
+    assert IAT(8, "rect", "rect", 4, kernel="banded").uses_banded(torch.device("cpu"))
+    with pytest.raises(ValueError, match="kernel 'banded' needs a local basis"):
+        IAT(8, "fourier", "fourier", kernel="banded")
+    with pytest.raises(ValueError, match=r"unknown IAT kernel 'csr' \(known: auto, dense, banded\)"):
+        IAT(8, kernel="csr")
+    layer = IAT(8, "pwq", "pwq", 4, kernel="banded")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((t.dtype, t.numel())) or t, lambda t: t):
+        layer(torch.randn(16, 8, requires_grad=True))
+    assert saved == [(torch.bool, 16 * 32)]  # only the pattern, as the dense kernel
+    # the sparse tables follow the layer's dtype
+    assert layer.double()(torch.randn(3, 8, dtype=torch.float64)).dtype == torch.float64
