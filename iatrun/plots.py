@@ -13,25 +13,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 from iatrun.results import atomic_path  # noqa: E402
 
 
-def save(fig, path: Path) -> None:
-    """Save ``fig`` as a PNG atomically and close it."""
+# Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
+PLOT_POINTS = 2500
+
+
+def save(fig, path: Path, tight: bool = True) -> None:
+    """Save ``fig`` as a PNG atomically and close it.
+
+    ``tight`` crops to the drawn content, which costs a second draw; the figures written for every
+    run and sweep cell set fixed margins instead (``tight=False``), since sweeps draw hundreds.
+    """
     with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
     plt.close(fig)
+
+
+def _thin(n: int) -> slice:
+    """A stride that keeps at most PLOT_POINTS of ``n`` evenly spaced points."""
+    return slice(None, None, max(1, math.ceil(n / PLOT_POINTS)))
 
 
 def loss_plot(curve, path: Path, title: str = "") -> None:
     """Training loss against step, log scale."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.14)
     steps = [s for s, loss, _ in curve if math.isfinite(loss) and loss > 0]
     losses = [loss for _, loss, _ in curve if math.isfinite(loss) and loss > 0]
-    ax.plot(steps, losses, lw=1)
+    ax.plot(steps, losses, lw=1)  # every step: a loss jump must stay visible
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    save(fig, path)
+    save(fig, path, tight=False)
 
 
 def prediction_plot(model, task, path: Path) -> None:
@@ -40,9 +54,12 @@ def prediction_plot(model, task, path: Path) -> None:
 
     x, y = task.extra["x_eval"], task.extra["y_eval"]
     p = next(model.parameters())
+    keep = _thin(len(x))
+    x, y = x[keep], y[keep]
     with torch.no_grad():
         pred = model(x.to(p)[:, None])[:, 0].double().cpu()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[2, 1])
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.97, bottom=0.1, hspace=0.08)
     top.plot(x, y, lw=1.5, label=f"target ({task.extra['target']})")
     top.plot(x, pred, lw=1, ls="--", label="model")
     top.legend(fontsize=8)
@@ -51,7 +68,7 @@ def prediction_plot(model, task, path: Path) -> None:
     bottom.set_ylabel("model − target")
     bottom.set_xlabel("x")
     bottom.grid(alpha=0.3)
-    save(fig, path)
+    save(fig, path, tight=False)
 
 
 def regions_plot(reg, path: Path, target=None, target_name: str = "", title: str = "") -> None:

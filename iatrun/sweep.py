@@ -357,7 +357,7 @@ def finish_cell(sweep_dir: Path, cell: Cell, result, seconds: float) -> dict:
     start = time.time()
     try:
         with staged_dir(folder) as stage:
-            save_run(result, stage, to_yaml(dict(result.config)))
+            save_run(result, stage, to_yaml(dict(result.config)), title=cell.key)
         status = result.metrics["status"]
         write_json(
             folder / DONE,

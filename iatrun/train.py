@@ -173,8 +173,8 @@ def train(
     return Result(metrics=metrics, curve=curve, model=model, task=task, config=dict(cfg))
 
 
-def save_run(result: Result, folder: Path, cfg_yaml: str) -> None:
-    """Write a run folder's files, each atomically (see iatrun.results)."""
+def save_run(result: Result, folder: Path, cfg_yaml: str, title: str = "") -> None:
+    """Write a run folder's files, each atomically (see iatrun.results); ``title`` heads the loss plot."""
     from iatrun import plots
     from iatrun.results import atomic_path, write_json, write_text
 
@@ -191,7 +191,7 @@ def save_run(result: Result, folder: Path, cfg_yaml: str) -> None:
             },
             tmp,
         )
-    plots.loss_plot(result.curve, folder / "loss.png", title=folder.name)
+    plots.loss_plot(result.curve, folder / "loss.png", title=title)
     if result.task.name == "fitting" and result.metrics["status"] == "ok":
         plots.prediction_plot(result.model, result.task, folder / "prediction.png")
     write_json(folder / "metrics.json", result.metrics)  # last: its presence means complete
@@ -211,5 +211,5 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     folder = check_out_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
     result = train(cfg, on_step=on_step, prepared=prepared)
     with staged_dir(folder) as stage:
-        save_run(result, stage, to_yaml(dict(cfg)))
+        save_run(result, stage, to_yaml(dict(cfg)), title=folder.name)
     return result, folder
