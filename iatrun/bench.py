@@ -140,6 +140,41 @@ def banded_speedup(
     return rows
 
 
+def exact_cost(
+    device: torch.device, batch: int = 1000, widths=(16, 64), pairs=(("fourier", "pwq"), ("pwl", "pwq"))
+) -> list[Row]:
+    """The exact layer (roots and closed-form integrals) against the mesh layer at r = 4 and r = 64.
+
+    Forward+backward; the ratio is how many times slower exact is than that mesh.
+    """
+    sync, rows = _sync(device), []
+    for n in widths:
+        for bi, bo in pairs:
+            x = torch.randn(batch, n, device=device, requires_grad=True)
+            g = torch.randn(batch, n, device=device)
+
+            def step(layer):
+                x.grad = None
+                layer(x).backward(g)
+
+            exact_layer = IAT(n, bi, bo, 4, method="exact").to(device)
+            exact = timeit(lambda layer=exact_layer: step(layer), sync=sync)
+            for r in (4, 64):
+                layer = IAT(n, bi, bo, r).to(device)
+                mesh = timeit(lambda layer=layer: step(layer), sync=sync)
+                rows.append(
+                    Row(
+                        "iat_exact_vs_mesh",
+                        f"B={batch} n={n} {bi}-{bo} mesh r={r} {device.type}",
+                        exact * 1e3,
+                        "ms",
+                        mesh * 1e3,
+                        exact / mesh,
+                    )
+                )
+    return rows
+
+
 def saved_bytes(batch: int = 1000, n: int = 64, r: int = 4) -> list[Row]:
     """Bytes saved for backward by one IAT-ReLU layer against plain autograd of the same expression."""
     layer = IAT(n, "fourier", "pwq", r)
@@ -261,6 +296,7 @@ def run_all(
     sections = [
         ("IAT layer against its matmul roofline", lambda: iat_roofline(device)),
         ("banded kernel against dense", lambda: banded_speedup(device)),
+        ("exact layer against the mesh layer", lambda: exact_cost(device)),
         ("saved-for-backward memory", saved_bytes),
         ("training step: IAT against relu", lambda: train_step(device)),
         ("start-up time", startup),

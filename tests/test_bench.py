@@ -36,6 +36,13 @@ def test_banded_rows_compare_the_two_kernels():
     assert all(r.value > 0 and r.ratio == pytest.approx(r.reference / r.value) for r in rows)
 
 
+def test_exact_rows_compare_with_both_meshes():
+    rows = bench.exact_cost(torch.device("cpu"), batch=16, widths=(4,), pairs=(("pwl", "pwq"),))
+    assert [r.params.split(" ")[4] for r in rows] == ["r=4", "r=64"]
+    assert rows[0].value == rows[1].value  # one exact timing, two references
+    assert all(r.ratio == pytest.approx(r.value / r.reference) for r in rows)
+
+
 @pytest.mark.slow
 def test_bench_cli_writes_its_csv(tmp_path):
     res = CliRunner().invoke(app, ["bench", "--no-sweep", "--device", "cpu", "--out", str(tmp_path / "b")])
@@ -46,8 +53,9 @@ def test_bench_cli_writes_its_csv(tmp_path):
     assert names == {
         "iat_fwd_bwd_vs_mm_roofline",
         "iat_banded_vs_dense",
+        "iat_exact_vs_mesh",
         "iat_saved_bytes_vs_autograd",
         "train_step_iat_vs_relu",
         "help_startup_vs_python",
     }
-    assert len(lines) == 1 + (9 + 6) + 10 + 3  # roofline dense + auto, banded, the rest
+    assert len(lines) == 1 + (9 + 6) + 10 + 8 + 3  # roofline dense + auto, banded, exact, the rest
