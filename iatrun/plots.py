@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from iatrun.results import atomic_path  # noqa: E402
 
@@ -33,6 +34,21 @@ def _thin(n: int) -> slice:
     return slice(None, None, max(1, math.ceil(n / PLOT_POINTS)))
 
 
+def _minor_log_labels(values) -> FuncFormatter | NullFormatter:
+    """Minor-tick labels for a log axis over ``values``, as many as its powers of ten leave room for."""
+    if not values:
+        return NullFormatter()
+    powers = math.floor(math.log10(max(values))) - math.ceil(math.log10(min(values))) + 1
+    if powers >= 2:
+        return NullFormatter()  # the major labels suffice
+    digits = "25" if powers == 1 else "23456789"
+
+    def label(v: float, _pos) -> str:
+        return f"{v:g}" if f"{v:e}"[0] in digits else ""
+
+    return FuncFormatter(label)
+
+
 def loss_plot(curve, path: Path, title: str = "") -> None:
     """Training loss against step, log scale."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -41,6 +57,9 @@ def loss_plot(curve, path: Path, title: str = "") -> None:
     losses = [loss for _, loss, _ in curve if math.isfinite(loss) and loss > 0]
     ax.plot(steps, losses, lw=1)  # every step: a loss jump must stay visible
     ax.set_yscale("log")
+    # Plain tick labels ("0.01", not mathtext 10⁻²): mathtext layout is half of this figure's cost.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(_minor_log_labels(losses))
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=9)
