@@ -105,6 +105,16 @@ def _roofline_case(device: torch.device, batch: int, n: int, r: int, kernel: str
     )
 
 
+def _fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
+    """One forward+backward of ``layer`` on x with output gradient g, as a timeable call."""
+
+    def step() -> None:
+        x.grad = None
+        layer(x).backward(g)
+
+    return step
+
+
 def banded_speedup(
     device: torch.device, batch: int = 1000, widths=(16, 32, 64, 128, 256), ratios=(4, 16)
 ) -> list[Row]:
@@ -117,15 +127,10 @@ def banded_speedup(
         for r in ratios:
             x = torch.randn(batch, n, device=device, requires_grad=True)
             g = torch.randn(batch, n, device=device)
-            times = {}
-            for kernel in ("dense", "banded"):
-                layer = IAT(n, "pwl", "pwq", r, kernel=kernel).to(device)
-
-                def step(layer=layer):
-                    x.grad = None
-                    layer(x).backward(g)
-
-                times[kernel] = timeit(step, sync=sync)
+            times = {
+                kernel: timeit(_fwd_bwd(IAT(n, "pwl", "pwq", r, kernel=kernel).to(device), x, g), sync=sync)
+                for kernel in ("dense", "banded")
+            }
             rows.append(
                 Row(
                     "iat_banded_vs_dense",
@@ -152,16 +157,9 @@ def exact_cost(
         for bi, bo in pairs:
             x = torch.randn(batch, n, device=device, requires_grad=True)
             g = torch.randn(batch, n, device=device)
-
-            def step(layer):
-                x.grad = None
-                layer(x).backward(g)
-
-            exact_layer = IAT(n, bi, bo, 4, method="exact").to(device)
-            exact = timeit(lambda layer=exact_layer: step(layer), sync=sync)
+            exact = timeit(_fwd_bwd(IAT(n, bi, bo, 4, method="exact").to(device), x, g), sync=sync)
             for r in (4, 64):
-                layer = IAT(n, bi, bo, r).to(device)
-                mesh = timeit(lambda layer=layer: step(layer), sync=sync)
+                mesh = timeit(_fwd_bwd(IAT(n, bi, bo, r).to(device), x, g), sync=sync)
                 rows.append(
                     Row(
                         "iat_exact_vs_mesh",

@@ -13,7 +13,6 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from iatrun.results import atomic_path  # noqa: E402
 
-
 # Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
 PLOT_POINTS = 2500
 

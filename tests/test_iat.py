@@ -168,7 +168,12 @@ def test_banded_kernel_choice_and_saved_memory():
         IAT(8, kernel="csr")
     layer = IAT(8, "pwq", "pwq", 4, kernel="banded")
     saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((t.dtype, t.numel())) or t, lambda t: t):
+
+    def pack(t):
+        saved.append((t.dtype, t.numel()))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         layer(torch.randn(16, 8, requires_grad=True))
     assert saved == [(torch.bool, 16 * 32)]  # only the pattern, as the dense kernel
     # the sparse tables follow the layer's dtype
