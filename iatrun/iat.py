@@ -17,9 +17,14 @@ KERNELS = ("auto", "dense", "banded")
 # A side of the layer (Φ or Ψ) is banded when every mesh point touches at most this many basis
 # functions (true of every local built-in basis: rect 1, pwl/pwl-w/rect-w 2, pwq 3).
 BAND_WIDTH = 3
-# ``kernel="auto"`` uses the banded products on CPU from this width up: below it the dense matmuls
-# are as fast (decided from ``iatrun bench``, section "banded").
-BANDED_MIN_WIDTH = 32
+# ``kernel="auto"`` uses the banded products on CPU from width BANDED_MIN_WIDTH and a mesh of at least
+# BANDED_MIN_MESH[number of banded sides] points; below that the dense matmuls are as fast or faster.
+# Measured on a 2-core CPU at B = 1000 (``iatrun bench``, section "banded", and pair sweeps of the
+# same measurement): with both sides banded, banded wins 1.2× at n = 64, M = 256 and 3.9× at
+# n = 256, M = 4096; with one side banded (fourier on the other) it wins 1.1× at M = 1024 and
+# 1.6–1.7× at n = 256, M = 4096, and loses up to 1.4× on smaller meshes.
+BANDED_MIN_WIDTH = 64
+BANDED_MIN_MESH = {1: 1024, 2: 256}
 
 
 def check_args(
@@ -110,8 +115,9 @@ class IAT(nn.Module):
             buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
         kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"`` sparse
             products for each local side (a mesh point touches ≤ 3 of its basis functions), or
-            ``"auto"``: banded on CPU from width ``BANDED_MIN_WIDTH`` up, dense otherwise. The
-            kernels agree to rounding; the choice changes speed only.
+            ``"auto"``: banded on CPU where it measured faster (``BANDED_MIN_WIDTH``,
+            ``BANDED_MIN_MESH``), dense otherwise. The kernels agree to rounding; the choice
+            changes speed only.
     """
 
     def __init__(
@@ -181,7 +187,13 @@ class IAT(nn.Module):
     def uses_banded(self, device: torch.device) -> bool:
         """Whether a relu forward on ``device`` runs the banded products (see ``kernel``)."""
         if self.kernel == "auto":
-            return device.type == "cpu" and self.n >= BANDED_MIN_WIDTH and any(self.banded_sides)
+            sides = sum(self.banded_sides)
+            return (
+                device.type == "cpu"
+                and sides > 0
+                and self.n >= BANDED_MIN_WIDTH
+                and self.m >= BANDED_MIN_MESH[sides]
+            )
         return self.kernel == "banded"
 
     def _banded_ops(self) -> tuple:
