@@ -17,14 +17,14 @@ KERNELS = ("auto", "dense", "banded")
 # A side of the layer (Φ or Ψ) is banded when every mesh point touches at most this many basis
 # functions (true of every local built-in basis: rect 1, pwl/pwl-w/rect-w 2, pwq 3).
 BAND_WIDTH = 3
-# ``kernel="auto"`` uses the banded products on CPU from width BANDED_MIN_WIDTH and a mesh of at least
-# BANDED_MIN_MESH[number of banded sides] points; below that the dense matmuls are as fast or faster.
-# Measured on a 2-core CPU at B = 1000 (``iatrun bench``, section "banded", and pair sweeps of the
-# same measurement): with both sides banded, banded wins 1.2× at n = 64, M = 256 and 3.9× at
-# n = 256, M = 4096; with one side banded (fourier on the other) it wins 1.1× at M = 1024 and
-# 1.6–1.7× at n = 256, M = 4096, and loses up to 1.4× on smaller meshes.
-BANDED_MIN_WIDTH = 64
-BANDED_MIN_MESH = {1: 1024, 2: 256}
+# ``kernel="auto"`` uses the banded products on CPU from the (width n, mesh M) below, by number of
+# banded sides; under them the dense matmuls are as fast or faster. Measured on a 2-core CPU at
+# B = 1000 (``iatrun bench``, section "banded", and pair sweeps of the same measurement; repeated
+# runs differ by up to 30 %): with both sides banded, banded wins 1.1–1.2× at n = 64, M = 256 and
+# 3.7–3.9× at n = 256, M = 4096; with one side banded (fourier on the other) it wins 1.3–1.5× at
+# n = 128, M = 2048 and n = 256, M = 1024, is a toss-up at n = 64, M = 1024, and loses up to 1.4×
+# on smaller meshes.
+BANDED_FROM = {2: (64, 256), 1: (128, 1024)}  # banded sides -> (min width n, min mesh M)
 
 
 def check_args(
@@ -115,8 +115,8 @@ class IAT(nn.Module):
             buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
         kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"`` sparse
             products for each local side (a mesh point touches ≤ 3 of its basis functions), or
-            ``"auto"``: banded on CPU where it measured faster (``BANDED_MIN_WIDTH``,
-            ``BANDED_MIN_MESH``), dense otherwise. The kernels agree to rounding; the choice
+            ``"auto"``: banded on CPU where it measured faster (``BANDED_FROM``), dense
+            otherwise. The kernels agree to rounding; the choice
             changes speed only.
     """
 
@@ -188,12 +188,10 @@ class IAT(nn.Module):
         """Whether a relu forward on ``device`` runs the banded products (see ``kernel``)."""
         if self.kernel == "auto":
             sides = sum(self.banded_sides)
-            return (
-                device.type == "cpu"
-                and sides > 0
-                and self.n >= BANDED_MIN_WIDTH
-                and self.m >= BANDED_MIN_MESH[sides]
-            )
+            if device.type != "cpu" or sides == 0:
+                return False
+            min_n, min_m = BANDED_FROM[sides]
+            return self.n >= min_n and self.m >= min_m
         return self.kernel == "banded"
 
     def _banded_ops(self) -> tuple:

@@ -158,11 +158,12 @@ def test_banded_kernel_equals_dense(bi, bo):
 def test_banded_kernel_choice_and_saved_memory():
     cpu = torch.device("cpu")
     assert IAT(64, "pwl", "pwq", 4).uses_banded(cpu)  # auto: both sides banded, M = 256
-    assert not IAT(32, "pwl", "pwq", 16).uses_banded(cpu)  # below BANDED_MIN_WIDTH
+    assert not IAT(32, "pwl", "pwq", 16).uses_banded(cpu)  # below the width where it pays
     assert not IAT(64, "pwl", "pwq", 2).uses_banded(cpu)  # M = 128: dense is faster
     assert IAT(64, "fourier", "pwq", 4).banded_sides == (False, True)
     assert not IAT(128, "fourier", "pwq", 4).uses_banded(cpu)  # one side banded needs M >= 1024
-    assert IAT(64, "pwq", "fourier", 16).uses_banded(cpu)
+    assert not IAT(64, "pwq", "fourier", 16).uses_banded(cpu)  # ... and n >= 128
+    assert IAT(128, "pwq", "fourier", 8).uses_banded(cpu)
     assert not IAT(256, "fourier", "fourier", 4).uses_banded(cpu)  # nothing banded
     assert not IAT(64, "pwl", "pwq", 4).uses_banded(torch.device("cuda"))  # auto stays dense on GPUs
     assert IAT(8, "rect", "rect", 4, kernel="banded").uses_banded(torch.device("cpu"))
