@@ -53,11 +53,12 @@ the same cells stepped one by one:
 * the paper budget (fitting B·M = 512 000, memorization 896 000): 1.2× and 1.7× *slower*, as
   ``bmm`` runs large shapes less efficiently than ``mm``.
 
-Whole quick grid, end to end (``iatrun bench`` sweep rows, load ≈ 4.5 on the 2 cores): serial
-129 cells/min, ``--jobs 2`` 112 (0.87×), batched 156 (1.21×), batched ``--jobs 2`` 118 (0.91×).
-Training is only about a tenth of a quick cell's time; the figures every cell folder holds
-(``loss.png``, ``prediction.png``: about 0.3 s a cell) are most of the rest, and no engine
-batches those.
+Whole quick grid, end to end (``iatrun bench`` sweep rows, three runs on the idle 2 cores): serial
+186–226 cells/min; ``--jobs 2`` 1.06–1.35×; batched 1.13–1.32×; batched ``--jobs 2`` 1.22–1.44×.
+Training is a small part of a quick cell's time: the figures every cell folder holds
+(``loss.png`` about 75 ms, ``prediction.png`` about 115 ms for a fitting cell) and the sweep's
+fixed costs (start-up, composing the 78 configs, the report and its figures: about 10 s) are
+most of the rest, and no engine batches those.
 """
 
 from __future__ import annotations
