@@ -351,11 +351,6 @@ class ExactIAT(nn.Module):
         u, inv_w = self._local(t, k)
         return poly(self.coef_in.to(t.dtype)[k], u[:, None], inv_w[:, None], order)
 
-    def psi(self, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """ψ at t in cells k, (N, n), normalised to ∫|ψ_j| = 1."""
-        u, inv_w = self._local(t, k)
-        return poly(self.coef_out.to(t.dtype)[k], u[:, None], inv_w[:, None], 0)[0]
-
     def state_coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """The pieces of s_x = Σ_i x_i φ_i: (B, K, E), s_x = Σ_e c[b, k, e] u^e on cell k."""
         return (x @ self.c_in.to(x.dtype)).view(x.shape[0], self.k_cells, self.e_in)
