@@ -178,16 +178,16 @@ class _BatchedIATReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, phi_t: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        z = torch.bmm(x, phi_t)  # (c, B, M) state on each cell's mesh
-        mask = z > 0  # (c, B, M) activation pattern
-        y = torch.bmm(z.clamp_(min=0), psi)  # (c, B, n); psi carries the 2/M weight (SPEC §1)
+        z = torch.bmm(x, phi_t).clamp_(min=0)  # (c, B, M) relu of the state on each cell's mesh
+        mask = z.bool()  # (c, B, M) activation pattern, as in _IATReLU
+        y = torch.bmm(z, psi)  # (c, B, n); psi carries the 2/M weight (SPEC §1)
         ctx.save_for_backward(mask, phi_t, psi)
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         mask, phi_t, psi = ctx.saved_tensors
-        grad_z = torch.bmm(grad_y, psi.transpose(1, 2)).mul_(mask)  # (c, B, M)
+        grad_z = torch.bmm(grad_y, psi.transpose(1, 2)).mul_(mask.view(torch.uint8))  # (c, B, M)
         return torch.bmm(grad_z, phi_t.transpose(1, 2)), None, None
 
 

@@ -57,16 +57,17 @@ class _IATReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, phi_t: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        z = x @ phi_t  # (B, M) state on the mesh
-        mask = z > 0  # (B, M) activation pattern
-        y = z.clamp_(min=0) @ psi  # (B, n); psi already carries the 2/M weight
+        z = (x @ phi_t).clamp_(min=0)  # (B, M) relu of the state on the mesh
+        mask = z.bool()  # (B, M) activation pattern: z ≠ 0 after the clamp, i.e. Φx > 0
+        y = z @ psi  # (B, n); psi already carries the 2/M weight
         ctx.save_for_backward(mask, phi_t, psi)
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         mask, phi_t, psi = ctx.saved_tensors
-        grad_z = (grad_y @ psi.T).mul_(mask)  # (B, M)
+        # multiplying by the uint8 view of the pattern is cheaper than by the bool tensor itself
+        grad_z = (grad_y @ psi.T).mul_(mask.view(torch.uint8))  # (B, M)
         return grad_z @ phi_t.T, None, None
 
 
@@ -81,9 +82,9 @@ class _IATReLUBanded(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, ops: tuple) -> torch.Tensor:
         phi, phi_t, psi, psi_t = ops
-        z = phi @ x.T  # (M, B) state on the mesh
-        mask = z > 0
-        y = psi_t @ z.clamp_(min=0)  # (n, B)
+        z = (phi @ x.T).clamp_(min=0)  # (M, B) relu of the state on the mesh
+        mask = z.bool()  # the pattern Φx > 0, as in _IATReLU
+        y = psi_t @ z  # (n, B)
         ctx.save_for_backward(mask)
         ctx.ops = ops
         return y.T.contiguous()
@@ -93,7 +94,7 @@ class _IATReLUBanded(torch.autograd.Function):
     def backward(ctx, grad_y: torch.Tensor):
         (mask,) = ctx.saved_tensors
         phi, phi_t, psi, psi_t = ctx.ops
-        grad_z = (psi @ grad_y.T).mul_(mask)  # (M, B)
+        grad_z = (psi @ grad_y.T).mul_(mask.view(torch.uint8))  # (M, B)
         return (phi_t @ grad_z).T.contiguous(), None
 
 
