@@ -430,12 +430,17 @@ class ExactIAT(nn.Module):
         mu = self.moments(coef_v, pat, self.d_out - 1)  # (B, K, D)
         return mu.view(mu.shape[0], -1) @ self.p_out.to(mu.dtype).T
 
+    def output_pieces(self, grad: torch.Tensor) -> torch.Tensor:
+        """The pieces of γ = Σ_j g_j ψ_j for output gradients g (B, n): (B, K, D)."""
+        return (grad @ self.p_out.to(grad.dtype)).view(grad.shape[0], self.k_cells, self.d_out)
+
+    def to_input(self, nu: torch.Tensor) -> torch.Tensor:
+        """Σ_{k,e} ν[b, k, e] c_in[k, i, e] for rows ν (B, K, E) against the φ pieces: (B, n)."""
+        return nu.view(nu.shape[0], -1) @ self.c_in.to(nu.dtype).T
+
     def integrate_t(self, grad: torch.Tensor, pat: Pattern) -> torch.Tensor:
         """A(S)ᵀ·grad, A_ji = ∫_S ψ_j φ_i dt (paper Eq. 21): (B, n), via the moments of γ = Σ_j g_j ψ_j."""
-        dt = grad.dtype
-        gamma = (grad @ self.p_out.to(dt)).view(grad.shape[0], self.k_cells, self.d_out)
-        nu = self.moments(gamma, pat, self.e_in - 1)  # (B, K, E)
-        return nu.view(nu.shape[0], -1) @ self.c_in.to(dt).T
+        return self.to_input(self.moments(self.output_pieces(grad), pat, self.e_in - 1))
 
     def activation_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """A(x)_ji = ∫_{S(x)} ψ_j φ_i dt (paper Eq. 18), shape (..., n, n); T(x) = A(x) x."""
@@ -496,29 +501,29 @@ class _ExactIATReLU(torch.autograd.Function):
         return ctx.layer.integrate_t(grad, ctx.pat), None
 
 
-def _root_gradient(layer: ExactIAT, pat: Pattern, coef_v: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """∂/∂p of ⟨grad, ∫_{S(p)} ψ s_v dt⟩ through the roots of s_p (paper Eq. 22): (B, n).
+def _root_rows(layer: ExactIAT, pat: Pattern, coef_v: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """∂/∂p of ⟨g, ∫_{S(p)} ψ s_v dt⟩ through the roots of s_p (paper Eq. 22), as rows for
+    :meth:`ExactIAT.to_input`: (B, K, E). ``gamma`` are the pieces of γ = Σ_j g_j ψ_j.
 
     Through a root r, ∂D_j/∂r = ε_r ψ_j(r) s_v(r) (Leibniz) and ∂r/∂p_i = −φ_i(r)/s_p′(r); since
     ε_r = −sign s_p′(r) their product is φ_i(r) ψ_j(r) s_v(r) / |s_p′(r)|.
     """
-    dt = grad.dtype
+    dt = gamma.dtype
     b, k, u = pat.b, pat.k, pat.u
     inv_w = layer.inv_w.to(dt)[k]
-    gamma = (grad @ layer.p_out.to(dt)).view(grad.shape[0], layer.k_cells, layer.d_out)
     s_v = poly(rows(coef_v, b, k), u, inv_w, 0)[0]  # s_v(r) (R,)
     g_psi = poly(rows(gamma, b, k), u, inv_w, 0)[0]  # Σ_j g_j ψ_j(r) (R,)
     slope = poly(rows(pat.coef, b, k), u, inv_w, 1)[1].abs()  # |s_p′(r)| (R,)
     coeff = s_v * g_psi / slope
-    # Σ_r coeff_r φ_i(r) = Σ_r coeff_r Σ_e c_in[k, i, e] u_r^e: scatter, then one product.
+    # Σ_r coeff_r φ_i(r) = Σ_r coeff_r Σ_e c_in[k, i, e] u_r^e: scatter coeff_r u_r^e into rows.
     upow = u[:, None] ** torch.arange(layer.e_in, device=u.device, dtype=dt)  # (R, E)
-    acc = torch.zeros(grad.shape[0], layer.k_cells, layer.e_in, dtype=dt, device=grad.device)
+    acc = torch.zeros(gamma.shape[0], layer.k_cells, layer.e_in, dtype=dt, device=gamma.device)
     scatter_rows(acc, b, k, coeff[:, None] * upow)
-    return acc.view(grad.shape[0], -1) @ layer.c_in.to(dt).T
+    return acc
 
 
 class _ExactDecoupled(torch.autograd.Function):
-    """D(p, v) = ∫_{S(p)} ψ s_v dt: ∂D/∂v = A(p), and ∂D/∂p through the roots (:func:`_root_gradient`)."""
+    """D(p, v) = ∫_{S(p)} ψ s_v dt: ∂D/∂v = A(p), and ∂D/∂p through the roots (:func:`_root_rows`)."""
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, v: torch.Tensor, layer: ExactIAT) -> torch.Tensor:
@@ -531,8 +536,12 @@ class _ExactDecoupled(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         layer, pat = ctx.layer, ctx.pat
-        grad_v = layer.integrate_t(grad, pat) if ctx.needs_input_grad[1] else None
-        grad_p = _root_gradient(layer, pat, ctx.coef_v, grad) if ctx.needs_input_grad[0] else None
+        gamma = layer.output_pieces(grad)  # shared by both gradients
+        grad_v = grad_p = None
+        if ctx.needs_input_grad[1]:
+            grad_v = layer.to_input(layer.moments(gamma, pat, layer.e_in - 1))
+        if ctx.needs_input_grad[0]:
+            grad_p = layer.to_input(_root_rows(layer, pat, ctx.coef_v, gamma))
         return grad_p, grad_v, None
 
 
@@ -550,10 +559,13 @@ class _ExactJoint(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_t: torch.Tensor, grad_d: torch.Tensor):
         layer, pat = ctx.layer, ctx.pat
-        grad_v = layer.integrate_t(grad_d, pat) if ctx.needs_input_grad[1] else None
-        grad_p = None
-        if ctx.needs_input_grad[0]:  # A(p)ᵀ g_T (Eq. 21) plus the root term of the value path
-            grad_p = layer.integrate_t(grad_t, pat) + _root_gradient(layer, pat, ctx.coef_v, grad_d)
+        gamma_d = layer.output_pieces(grad_d)
+        grad_v = grad_p = None
+        if ctx.needs_input_grad[1]:
+            grad_v = layer.to_input(layer.moments(gamma_d, pat, layer.e_in - 1))
+        if ctx.needs_input_grad[0]:  # A(p)ᵀ g_T (Eq. 21) plus the value path's root term, one product
+            nu = layer.moments(layer.output_pieces(grad_t), pat, layer.e_in - 1)
+            grad_p = layer.to_input(nu + _root_rows(layer, pat, ctx.coef_v, gamma_d))
         return grad_p, grad_v, None
 
 

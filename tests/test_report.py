@@ -124,34 +124,10 @@ def test_mesh_claim_from_a_mesh_sweep():
     rows = []
     for s in (0, 1, 2):
         for r in (1, 2, 4, 8, 16):
-            rows.append(
-                dict(
-                    key=f"f{r}{s}",
-                    state="done",
-                    status="ok",
-                    task="fitting",
-                    model="iat",
-                    basis_in="pwq",
-                    basis_out="pwq",
-                    mesh_ratio=r,
-                    seed=s,
-                    heldout_mse=1e-3 / r * (1 + 0.01 * s),
-                )
-            )
-            rows.append(
-                dict(
-                    key=f"m{r}{s}",
-                    state="done",
-                    status="ok",
-                    task="memorization",
-                    model="iat",
-                    basis_in="pwq",
-                    basis_out="pwq",
-                    mesh_ratio=r,
-                    seed=s,
-                    accuracy_pct=90 + 0.1 * r,
-                )
-            )
+            base = dict(state="done", status="ok", model="iat", basis_in="pwq", basis_out="pwq")
+            base.update(mesh_ratio=r, seed=s)
+            rows.append(dict(base, key=f"f{r}{s}", task="fitting", heldout_mse=1e-3 / r * (1 + 0.01 * s)))
+            rows.append(dict(base, key=f"m{r}{s}", task="memorization", accuracy_pct=90 + 0.1 * r))
     df = pd.DataFrame(rows)
     assert report._mesh_claim(df).verdict == "holds"
     table = report.mesh_table(df)
