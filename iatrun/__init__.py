@@ -10,12 +10,12 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "IAT": "iatrun.iat",
+    "IAT": "iatrun.nn.iat",
     "IatrunError": "iatrun.errors",
-    "build_model": "iatrun.models",
-    "register_model": "iatrun.models",
-    "register_basis": "iatrun.bases",
-    "register_activation": "iatrun.activations",
+    "build_model": "iatrun.nn.models",
+    "register_model": "iatrun.nn.models",
+    "register_basis": "iatrun.nn.bases",
+    "register_activation": "iatrun.nn.activations",
     "load_run": "iatrun.results",
 }
 

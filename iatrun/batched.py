@@ -22,7 +22,7 @@ up to the rounding of ``bmm`` against ``mm`` (the tests hold it to 1e-9 relative
 * **Seeds and mini-batches.** ``train.train`` draws the mini-batch order from the cell's seed.
   Only cells whose order is identical share a stack: with ``train.batch_size`` set, the seed is
   part of the stack signature (full-batch cells of any seeds share a stack).
-* **Initial weights** are copied from a per-cell :func:`iatrun.models.build_model`, so they equal
+* **Initial weights** are copied from a per-cell :func:`iatrun.nn.models.build_model`, so they equal
   the serial engine's bit for bit; after training each cell is copied back into that network,
   evaluated with ``task.evaluate`` and its folder written by :func:`iatrun.sweep.finish_cell`,
   exactly as the serial engine writes it (resume, tables and reports cannot tell the engines
@@ -75,8 +75,8 @@ import torch
 from torch import nn
 
 from iatrun.errors import IatrunError
-from iatrun.iat import IAT
-from iatrun.models import MLP, MODELS, Elementwise
+from iatrun.nn.iat import IAT
+from iatrun.nn.models import MLP, MODELS, Elementwise
 from iatrun.tasks import TaskData, make_task
 from iatrun.train import Result, loss_jumps, model_from_config, prepare
 
@@ -174,7 +174,7 @@ def plan(cells: Sequence, engine: str = "auto", jobs: int = 1, stack_size: int |
 
 
 class _BatchedIATReLU(torch.autograd.Function):
-    """:class:`iatrun.iat._IATReLU` for a stack: saves the bool pattern (c, B, M), not floats."""
+    """:class:`iatrun.nn.iat._IATReLU` for a stack: saves the bool pattern (c, B, M), not floats."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, phi_t: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -203,7 +203,7 @@ class StackedIAT(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (c, B, n) -> (c, B, n)
         if self.sigma == "relu":
             return _BatchedIATReLU.apply(h, self.phi_t, self.psi)
-        from iatrun.activations import get_activation
+        from iatrun.nn.activations import get_activation
 
         return torch.bmm(get_activation(self.sigma).fn(torch.bmm(h, self.phi_t)), self.psi)
 
@@ -428,7 +428,7 @@ def run_stack(sweep_dir: str | Path, cells: Sequence, threads: int | None = None
     (the caller waits for it as for any busy cell), a finished cell is skipped, and the rest are
     trained together. If only one is left, it runs with the serial engine.
     """
-    from iatrun import sweep as sw
+    from iatrun.sweep import cells as sw
 
     if threads:
         torch.set_num_threads(threads)
@@ -457,7 +457,7 @@ def run_stack(sweep_dir: str | Path, cells: Sequence, threads: int | None = None
 
 
 def _train_and_finish(sweep_dir: Path, cells: Sequence) -> list[dict]:
-    from iatrun import sweep as sw
+    from iatrun.sweep import cells as sw
 
     cfgs = [sw.clear_cell(sweep_dir, c) for c in cells]
     start = time.time()

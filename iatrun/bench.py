@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from iatrun.iat import IAT
-from iatrun.models import build_model
+from iatrun.nn.iat import IAT
+from iatrun.nn.models import build_model
 
 
 @dataclass
@@ -62,7 +62,7 @@ def iat_roofline(
     The layer's useful work is its two products, forward (B·n·M each) and backward (two more for
     the input gradient): 8·B·n·M FLOPs. The reference runs exactly those four products with mm.
     Measured for the dense kernel everywhere, and for the default (``auto``) kernel where it differs
-    (fourier → pwq on CPU where ``iatrun.iat.BANDED_FROM`` allows it: Ψ is banded).
+    (fourier → pwq on CPU where ``iatrun.nn.iat.BANDED_FROM`` allows it: Ψ is banded).
     """
     rows = []
     for n in widths:
@@ -120,7 +120,7 @@ def banded_speedup(
 ) -> list[Row]:
     """The banded kernel against the dense one (pwl → pwq, both sides banded), forward+backward.
 
-    Ratios above 1 mean banded is faster; ``iatrun.iat.BANDED_FROM`` (``kernel="auto"``) is set from them.
+    Ratios above 1 mean banded is faster; ``iatrun.nn.iat.BANDED_FROM`` (``kernel="auto"``) is set from them.
     """
     sync, rows = _sync(device), []
     for n in widths:

@@ -131,7 +131,7 @@ def bases_plot(n: int, path: Path) -> None:
     """Every registered basis, one panel each, as input functions (sup-norm 1) (the paper's Figure 5)."""
     import torch
 
-    from iatrun import bases
+    from iatrun.nn import bases
 
     names = bases.BASES.names()
     cols = 3
@@ -172,7 +172,7 @@ def pattern_plot(basis_in: str, n: int, seed: int, path: Path, curves: int = 7) 
     import numpy as np
     import torch
 
-    from iatrun import bases
+    from iatrun.nn import bases
 
     g = torch.Generator().manual_seed(seed)
     x0, x1 = torch.randn(2, n, generator=g, dtype=torch.float64)  # (n,) each: the line's ends

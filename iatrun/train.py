@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from iatrun.errors import IatrunError
-from iatrun.models import MODELS, build_model
+from iatrun.nn.models import MODELS, build_model
 from iatrun.tasks import TaskData, make_task
 
 # A step whose loss rises by more than this fraction over the previous step counts as a jump.

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iatrun import bases
+from iatrun.nn import bases
 from iatrun.errors import IatrunError
 
 NAMES = ["rect", "pwl", "pwq", "fourier", "pwl-w", "rect-w"]
@@ -96,7 +96,7 @@ def test_unknown_basis_lists_known_and_suggests():
 
 
 def test_register_basis_appears_everywhere_and_sup_norm_is_measured():
-    from iatrun.iat import IAT
+    from iatrun.nn.iat import IAT
 
     @bases.register_basis("test-tri", continuous=True, smooth=False, global_=True, zero_integral=False)
     def tri(n, t):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from iatrun import sweep as sw
+from iatrun.sweep import cells as sw
 from iatrun.batched import plan, prepare_stack, train_stack
 from iatrun.cli import app
 from iatrun.config import compose

@@ -137,7 +137,7 @@ def test_regions_table_and_a_sub_interval(blog_run):
 
 def _hand_made_run(folder, d, o, task):
     """A run folder of a random relu network with input dimension d, written like save_run."""
-    from iatrun.models import build_model
+    from iatrun.nn.models import build_model
 
     cfg = {"model": {"kind": "relu", "width": 6, "depth": 2, "norm": "none"}, "seed": 3, "task": task}
     model = build_model("relu", d, 6, 2, o, seed=3)

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from iatrun.decoupled import DecoupledMLP, apply_pattern
+from iatrun.nn.decoupled import DecoupledMLP, apply_pattern
 from iatrun.errors import IatrunError
-from iatrun.exact import ExactIAT
-from iatrun.iat import IAT
-from iatrun.models import build_model
+from iatrun.nn.exact import ExactIAT
+from iatrun.nn.iat import IAT
+from iatrun.nn.models import build_model
 
 CONTINUOUS = ["pwl", "pwq", "fourier", "pwl-w"]
 

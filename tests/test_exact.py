@@ -6,10 +6,10 @@ import pytest
 import torch
 from scipy import integrate
 
-from iatrun import bases
+from iatrun.nn import bases
 from iatrun.errors import IatrunError
-from iatrun.exact import EXACT, FOURIER_DEGREE, ExactIAT, partition
-from iatrun.iat import IAT
+from iatrun.nn.exact import EXACT, FOURIER_DEGREE, ExactIAT, partition
+from iatrun.nn.iat import IAT
 
 NAMES = bases.BASES.names()
 CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]

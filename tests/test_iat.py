@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from iatrun import bases
-from iatrun.iat import IAT
+from iatrun.nn import bases
+from iatrun.nn.iat import IAT
 
 NAMES = bases.BASES.names()
 CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iatrun.errors import IatrunError
-from iatrun.models import MODELS, build_model
+from iatrun.nn.models import MODELS, build_model
 
 KINDS = ["relu", "tanh", "sigmoid", "iat"]
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from iatrun.errors import IatrunError
-from iatrun.iat import IAT
-from iatrun.models import build_model
-from iatrun.regions import (
+from iatrun.nn.iat import IAT
+from iatrun.nn.models import build_model
+from iatrun.analysis.regions import (
     construct_model,
     construct_parameters,
     network_layers,

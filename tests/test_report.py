@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iatrun import report
-from iatrun.bases import BASES
+from iatrun.report import build as report
+from iatrun.nn.bases import BASES
 
 BASES6 = BASES.names()[:6]
 

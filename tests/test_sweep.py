@@ -12,7 +12,7 @@ from _support import N_CELLS, assert_same_results, exe, stable, tables
 from typer.testing import CliRunner
 
 from iatrun.cli import app
-from iatrun.sweep import expand, load_grid
+from iatrun.sweep.cells import expand, load_grid
 
 runner = CliRunner()
 
@@ -191,7 +191,7 @@ def test_submitit_local_launcher(tmp_path, confdir):
 
 
 def test_crashing_and_diverging_cells_are_recorded_and_the_sweep_goes_on(tmp_path, confdir):
-    from iatrun.models import MODELS, Elementwise
+    from iatrun.nn.models import MODELS, Elementwise
 
     class Boom(Elementwise):
         def forward(self, x):

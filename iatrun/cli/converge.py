@@ -29,7 +29,7 @@ def converge(
     T is the exact layer (ψ normalised by the exact ∫|ψ|); T_M is the mesh layer as trained.
     """
     from iatrun.errors import IatrunError
-    from iatrun.exact import convergence
+    from iatrun.nn.exact import convergence
 
     for name, value in (("n", n), ("r-max", r_max), ("samples", samples)):
         if value < 1:

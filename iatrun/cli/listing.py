@@ -17,7 +17,7 @@ def _yes(b: bool) -> str:
 @app.command("bases")
 def bases() -> None:
     """The bases (paper Table 1) with their four properties."""
-    from iatrun.bases import BASES, properties
+    from iatrun.nn.bases import BASES, properties
 
     t = Table("basis", "continuous", "smooth", "global", "zero integral", "doc")
     for name in BASES.names():
@@ -39,7 +39,7 @@ def _simple(title: str, names: list[str]) -> None:
 @app.command("models")
 def models() -> None:
     """Model kinds for ``--model``."""
-    from iatrun.models import MODELS
+    from iatrun.nn.models import MODELS
 
     _simple("model", MODELS.names())
 
@@ -63,6 +63,6 @@ def targets() -> None:
 @app.command("activations")
 def activations() -> None:
     """Point-wise nonlinearities σ (``model.sigma=...``)."""
-    from iatrun.activations import ACTIVATIONS
+    from iatrun.nn.activations import ACTIVATIONS
 
     _simple("activation", ACTIVATIONS.names())

@@ -71,7 +71,7 @@ def pattern(
 ) -> None:
     """The state s_x(t), its roots and the pattern S(x) as x moves along a line (paper Figs 2–3)."""
     from iatrun import plots
-    from iatrun.bases import check_basis
+    from iatrun.nn.bases import check_basis
 
     check_basis(basis_in)
     _positive(n, "--n")

@@ -53,7 +53,7 @@ def regions(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Exact linear regions and Lipschitz constants of a run's network; writes regions.csv and regions.png."""
-    from iatrun import regions as lib
+    from iatrun.analysis import regions as lib
 
     p0, p1 = parse_coords(start, "--from"), parse_coords(end, "--to")
     run = lib.load_model_run(run_dir)
@@ -97,7 +97,7 @@ def construct(
     as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as one JSON object.")] = False,
 ) -> None:
     """The blog's network: N relus in one hidden layer through N+1 points, saved as a run folder."""
-    from iatrun.regions import save_construct
+    from iatrun.analysis.regions import save_construct
 
     params, folder = save_construct(parse_points_text(points), out)
     if as_json:

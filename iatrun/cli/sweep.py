@@ -44,7 +44,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
-    from iatrun import sweep as sw
+    from iatrun.sweep import cells as sw
     from iatrun.errors import IatrunError
 
     overrides = list(overrides or [])
@@ -138,7 +138,7 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
 
 
 def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
-    from iatrun import sweep as sw
+    from iatrun.sweep import cells as sw
 
     if launch_cfg is not None:  # one cell per job: the serial engine (auto; batched is refused)
         return sw.run_submitit(folder, pending, launch_cfg, on_done)
@@ -152,7 +152,7 @@ def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
 def _report(folder: Path, console) -> None:
     from rich.table import Table
 
-    from iatrun.report import MAIN, build
+    from iatrun.report.build import MAIN, build
 
     summary = build(folder, extra_columns=_region_columns)
     df = summary["cells"]
@@ -178,9 +178,9 @@ def _report(folder: Path, console) -> None:
 
 def _region_columns(df, folder):
     """Region count and exact Lipschitz constant of each finished fitting cell (1-D input)."""
-    from iatrun.regions import summarize
+    from iatrun.analysis.regions import summarize
     from iatrun.results import load_run
-    from iatrun.sweep import cell_dir
+    from iatrun.sweep.cells import cell_dir
 
     if not len(df):
         return df
@@ -204,7 +204,7 @@ def report(
     """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells."""
     from rich.console import Console
 
-    from iatrun.sweep import load_sweep_cells
+    from iatrun.sweep.cells import load_sweep_cells
 
     load_sweep_cells(folder)
     _report(folder, Console(quiet=False))

@@ -117,7 +117,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 
 def _values(key: str, raw: Any) -> list[str]:
-    from iatrun.bases import BASES
+    from iatrun.nn.bases import BASES
 
     if raw == "all" and key in ("model.basis_in", "model.basis_out"):
         return BASES.names()  # every registered basis, user-registered ones included

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from iatrun import bases
-from iatrun.activations import ACTIVATIONS, get_activation
+from iatrun.nn import bases
+from iatrun.nn.activations import ACTIVATIONS, get_activation
 from iatrun.errors import IatrunError
 
 METHODS = ("mesh", "exact")
@@ -41,7 +41,7 @@ def check_args(
     if method not in METHODS:
         raise IatrunError(f"unknown IAT method {method!r} (known: {', '.join(METHODS)})")
     if method == "exact":
-        from iatrun.exact import check_exact
+        from iatrun.nn.exact import check_exact
 
         if sigma != "relu":
             raise IatrunError(f"method 'exact' needs sigma 'relu', got {sigma!r} (use method 'mesh')")
@@ -151,7 +151,7 @@ class IAT(nn.Module):
             )
         self._ops_cache: tuple = (None, None)
         if method == "exact":
-            from iatrun.exact import ExactIAT
+            from iatrun.nn.exact import ExactIAT
 
             self.exact = ExactIAT(n, basis_in, basis_out)
 

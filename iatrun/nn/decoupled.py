@@ -10,12 +10,12 @@ decoupled network (Eq. 26) splits the two roles:
 
 The value path multiplies by the pattern network's activation matrices A(h′_l), never its own.
 With a continuous input basis and ``method="exact"`` the model is continuous in x and θ is trained
-through the roots of the pattern states (paper Eq. 22, :class:`iatrun.exact._ExactDecoupled`). With
+through the roots of the pattern states (paper Eq. 22, :class:`iatrun.nn.exact._ExactDecoupled`). With
 ``method="mesh"`` the discrete pattern 1[Φh′ > 0] has zero gradient, so θ keeps its initial values
 (a fixed random gating network) and the model jumps where a mesh sign flips.
 
 Parameters: ``linears`` is the value network with the same (d, n, depth, o) layout as
-:class:`iatrun.models.MLP`, so the same seed gives it the same initial weights as every other kind.
+:class:`iatrun.nn.models.MLP`, so the same seed gives it the same initial weights as every other kind.
 ``pattern_linears`` are θ: the depth hidden layers only (d→n, n→n, …) — a pattern network's output
 layer would never be used — so the parameter count is that of the coupled network plus
 d·n + n + (depth − 1)(n² + n), i.e. twice the coupled count less the output layer (n·o + o).
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from iatrun.errors import IatrunError
-from iatrun.iat import IAT
+from iatrun.nn.iat import IAT
 
 
 def apply_pattern(layer: IAT, p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -51,7 +51,7 @@ class DecoupledMLP(nn.Module):
         self, d: int, n: int, depth: int, o: int, act: Callable[[int], nn.Module], norm: str = "none"
     ):
         super().__init__()
-        from iatrun.models import _norm  # models imports this module to register it
+        from iatrun.nn.models import _norm  # models imports this module to register it
 
         self.d, self.n, self.depth, self.o = d, n, depth, o
         dims = [d] + [n] * depth + [o]

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from iatrun.activations import get_activation
-from iatrun.decoupled import DecoupledMLP
+from iatrun.nn.activations import get_activation
+from iatrun.nn.decoupled import DecoupledMLP
 from iatrun.errors import IatrunError
-from iatrun.iat import IAT, check_args
+from iatrun.nn.iat import IAT, check_args
 from iatrun.registry import Registry
 
 ActFactory = Callable[[int], nn.Module]

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from iatrun import bases
+from iatrun.nn import bases
 from iatrun.errors import IatrunError
 from iatrun.registry import Registry
 
@@ -69,7 +69,7 @@ class Piecewise:
     """A basis that is a polynomial of degree ≤ ``degree`` between consecutive ``knots(n)``.
 
     ``knots(n)`` returns sorted float64 breakpoints in [-1, 1]. By default the coefficients are
-    fitted from :func:`iatrun.bases.evaluate` on each cell and checked, so the description cannot
+    fitted from :func:`iatrun.nn.bases.evaluate` on each cell and checked, so the description cannot
     drift from the basis itself; ``coefficients(n, edges)`` (K, n, degree+1) gives them in closed
     form instead, and ``abs_integral(n)`` the exact ∫_{-1}^{1} |φ_i| dt where the pieces have degree
     above 2 (below that it is computed from the pieces).
@@ -166,7 +166,7 @@ def piece_coefficients(name: str, n: int, edges: torch.Tensor) -> torch.Tensor:
     """Coefficients c (K, n, D+1) with φ_i(t) = Σ_d c[k, i, d] u^d, u = (t - g_k)/(g_{k+1} - g_k).
 
     Closed form where the description gives one, else fitted from the basis at interior points of
-    each cell; either way verified against :func:`iatrun.bases.evaluate` at other points.
+    each cell; either way verified against :func:`iatrun.nn.bases.evaluate` at other points.
     """
     desc = EXACT.get(name)
     degree = desc.degree
@@ -580,7 +580,7 @@ def convergence(
 
     Returns (M values, errors, fitted order p with error ∝ M^(−p), a least-squares slope in log–log).
     """
-    from iatrun.iat import IAT
+    from iatrun.nn.iat import IAT
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(samples, n, generator=gen, dtype=torch.float64)

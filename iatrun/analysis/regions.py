@@ -49,7 +49,7 @@ def network_layers(model) -> list[Layer]:
     """
     from torch import nn
 
-    from iatrun.iat import IAT
+    from iatrun.nn.iat import IAT
 
     if not all(hasattr(model, a) for a in ("linears", "acts", "norms")):
         raise IatrunError(f"{NOT_PWL}; got a {type(model).__name__}, not an iatrun MLP")
@@ -286,7 +286,7 @@ def construct_model(points):
     """The constructed network as a float64 relu MLP of width N and depth 1."""
     import torch
 
-    from iatrun.models import build_model
+    from iatrun.nn.models import build_model
 
     params = construct_parameters(points)
     n = len(params["hidden_bias"])

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from iatrun import paper
+from iatrun.report import paper
 from iatrun.results import write_text
-from iatrun.sweep import cell_dir, key_state
+from iatrun.sweep.cells import cell_dir, key_state
 
 # The headline metric of each task, as the paper reports it, and whether larger is better.
 MAIN = {"fitting": ("heldout_mse", False), "memorization": ("accuracy_pct", True)}
@@ -110,7 +110,7 @@ def ok_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _basis_order(values) -> list[str]:
-    from iatrun.bases import BASES
+    from iatrun.nn.bases import BASES
 
     names = BASES.names()
     present = [v for v in values if isinstance(v, str)]
@@ -501,7 +501,7 @@ def _mesh_claim(df: pd.DataFrame) -> Verdict:
 
 
 def _stability_claim(df: pd.DataFrame) -> Verdict:
-    from iatrun.bases import BASES, properties
+    from iatrun.nn.bases import BASES, properties
 
     ok = ok_cells(df)
     name = "8. Continuous bases train more stably than ReLU (fewer, smaller upward loss jumps)"
@@ -566,7 +566,7 @@ def build(
     sweep_dir: str | Path, extra_columns: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None
 ) -> dict:
     """Write cells.csv, tables/, figures/ and report.md; return a summary for the terminal."""
-    from iatrun import sweep_plots
+    from iatrun.report import figures as sweep_plots
 
     sweep_dir = Path(sweep_dir)
     df = collect(sweep_dir)
