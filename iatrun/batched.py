@@ -32,33 +32,9 @@ up to the rounding of ``bmm`` against ``mm`` (the tests hold it to 1e-9 relative
 * **Fallback.** Cells whose model is not ``iat`` (mesh) or element-wise, or whose ``model.norm``
   is not ``none``, run with the serial engine, as does a stack that raises (cell by cell, so a
   crash is recorded exactly as the serial engine records it).
-* **Chunking.** A stack holds at most ``stack_size`` cells; by default as many as keep its
-  (C, B, M) activations (B the batch, M the widest mesh, times depth) under ``STACK_BYTES``.
-* **Jobs.** With ``--jobs J`` stacks run inside the J worker processes: each group is cut into
-  at least J stacks of near-equal size, so every worker gets a share of every group. A
-  ``--launcher`` runs one cell per job, so ``--engine batched`` refuses it and ``auto`` there is
-  the serial engine.
 
-**The ``auto`` rule**: on a GPU, stack every stackable group of at least 2 cells (not measured
-here: kernels of these sizes are launch-bound); on the CPU, stack such a group only while a
-cell's batch rows times its widest mesh, B·M, is below ``AUTO_CPU_BM`` = 65 536; everything else
-runs with the serial engine. Measured on a 2-core CPU (one thread; the cores shared with another
-long job, so figures are medians of noisy runs), time of one training step of a stack against
-the same cells stepped one by one:
-
-* quick grid (``iatrun sweep --grid quick``): fitting, 39 cells, B·M = 12 800: 7–9 ms against
-  29–30 ms (3.5× faster); memorization, 39 cells, B·M = 16 384: 14–16 ms against 37–42 ms (2.7×).
-* 16 IAT cells: B·M = 25 600: 0.56–0.81 of the serial time; 51 200: 0.60–0.69; 64 000:
-  0.68–0.80; 65 536 (memorization, width 64): 0.90–1.09; 128 000: 0.99–1.21.
-* the paper budget (fitting B·M = 512 000, memorization 896 000): 1.2× and 1.7× *slower*, as
-  ``bmm`` runs large shapes less efficiently than ``mm``.
-
-Whole quick grid, end to end (``iatrun bench`` sweep rows, three runs on the idle 2 cores): serial
-186–226 cells/min; ``--jobs 2`` 1.06–1.35×; batched 1.13–1.32×; batched ``--jobs 2`` 1.22–1.44×.
-Training is a small part of a quick cell's time: the figures every cell folder holds
-(``loss.png`` about 75 ms, ``prediction.png`` about 115 ms for a fitting cell) and the sweep's
-fixed costs (start-up, composing the 78 configs, the report and its figures: about 10 s) are
-most of the rest, and no engine batches those.
+Which cells are stacked, how many per stack, and the ``auto`` rule with its measurements are the
+sweep's business: :mod:`iatrun.sweep.run`.
 """
 
 from __future__ import annotations
@@ -68,7 +44,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,12 +52,10 @@ from torch import nn
 from iatrun.errors import IatrunError
 from iatrun.nn.iat import IAT
 from iatrun.nn.models import MLP, MODELS, Elementwise
-from iatrun.tasks import TaskData, make_task
-from iatrun.train import Result, loss_jumps, model_from_config, prepare
+from iatrun.tasks import TaskData
+from iatrun.nn.models import model_from_config
+from iatrun.train import Result, batches, data, logged, metrics, optimizer, prepare
 
-STACK_BYTES = 2**30  # default cap on a stack's (C, B, M) activations, all layers together
-MIN_STACK = 2  # stacks have at least this many cells (a stack of one is the serial engine)
-AUTO_CPU_BM = 65536  # auto stacks CPU groups whose batch rows x mesh size B·M is below this
 
 
 # --- which cells stack -------------------------------------------------------------------------
@@ -104,70 +77,6 @@ def stack_signature(cfg: Mapping[str, Any]) -> str | None:
     if cfg["train"].get("batch_size") is not None:  # the mini-batch order comes from the seed
         keep["seed"] = cfg.get("seed", 0)
     return json.dumps(keep, sort_keys=True, default=str)
-
-
-def _sizes(cfgs: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int]:
-    """(B, M, depth, itemsize) of a group: batch rows, widest mesh (n for element-wise), layers."""
-    cfg = cfgs[0]
-    n, depth = int(cfg["model"]["width"]), int(cfg["model"]["depth"])
-    m = max(n * int(c["model"].get("mesh_ratio", 1)) if c["model"]["kind"] == "iat" else n for c in cfgs)
-    points = len(make_task(cfg["task"]).x)
-    bs = cfg["train"].get("batch_size")
-    batch = min(points, bs) if bs else points
-    return batch, m, depth, 8 if cfg.get("dtype") == "float64" else 4
-
-
-def default_stack_size(cfgs: Sequence[Mapping[str, Any]]) -> int:
-    """Most cells whose (C, B, M) activations over all layers stay under ``STACK_BYTES``."""
-    batch, m, depth, itemsize = _sizes(cfgs)
-    return max(1, STACK_BYTES // (batch * m * depth * itemsize))
-
-
-def auto_stacks(cfgs: Sequence[Mapping[str, Any]]) -> bool:
-    """The ``auto`` rule: stack a group on a GPU, and on the CPU while B·M < ``AUTO_CPU_BM``."""
-    from iatrun.train import resolve_device
-
-    if resolve_device(str(cfgs[0].get("device", "auto"))).type != "cpu":
-        return True
-    batch, m, _, _ = _sizes(cfgs)
-    return batch * m < AUTO_CPU_BM
-
-
-def plan(cells: Sequence, engine: str = "auto", jobs: int = 1, stack_size: int | None = None) -> list[list]:
-    """Cut ``cells`` into work items: stacks (lists of ≥ 2 cells) and single cells (serial engine).
-
-    Cells are grouped by :func:`stack_signature`; a group is cut into near-equal stacks of at
-    most ``stack_size`` cells (default :func:`default_stack_size`), and into at least ``jobs``
-    stacks so every worker gets a share. ``batched`` stacks every group of at least
-    ``MIN_STACK`` cells; ``auto`` only those :func:`auto_stacks` allows (the module docstring
-    gives the measurements).
-    """
-    if engine not in ("auto", "batched"):
-        raise IatrunError(f"plan() is for the batched engines, got engine {engine!r}")
-    if stack_size is not None and (isinstance(stack_size, bool) or stack_size < 1):
-        raise IatrunError(f"--stack-size must be an integer >= 1, got {stack_size!r}")
-    groups: dict[str, list] = {}
-    items: list[list] = []
-    for cell in cells:
-        sig = stack_signature(cell.config)
-        if sig is None:
-            items.append([cell])
-        else:
-            groups.setdefault(sig, []).append(cell)
-    for group in groups.values():
-        cfgs = [c.config for c in group]
-        if len(group) < MIN_STACK or (engine == "auto" and not auto_stacks(cfgs)):
-            items += [[c] for c in group]
-            continue
-        cap = stack_size or default_stack_size(cfgs)
-        count = max(math.ceil(len(group) / cap), min(jobs, len(group) // MIN_STACK), 1)
-        size, extra = divmod(len(group), count)
-        start = 0
-        for i in range(count):
-            stop = start + size + (i < extra)
-            items.append(group[start:stop])
-            start = stop
-    return items
 
 
 # --- the stacked network -----------------------------------------------------------------------
@@ -325,25 +234,18 @@ def train_stack(
 ) -> list[Result]:
     """Train a stack of cells; one :class:`iatrun.train.Result` per config, in the given order.
 
-    Reproduces :func:`iatrun.train.train` for every cell (see the module docstring). ``on_step
+    Reproduces :func:`iatrun.train.train` for every cell (see the module docstring): the same
+    optimiser, batches, curve rule and metrics (:mod:`iatrun.train`'s step pieces). ``on_step
     (step, losses)`` is called after every step with the losses in stack order.
     """
     st = prepared or prepare_stack(cfgs)
     cfg0, task, net = cfgs[st.order[0]], st.task, st.model
     t = cfg0["train"]
     steps, every = int(t["steps"]), int(t.get("log_every", 1))
-    x = task.x.to(device=st.device, dtype=st.dtype)  # (N, d), shared by every cell
-    y = task.y.to(device=st.device, dtype=st.dtype if task.y.is_floating_point() else task.y.dtype)
+    x, y = data(task, st.device, st.dtype)  # shared by every cell
     params = list(net.parameters())
-    opt = torch.optim.Adam(params, lr=float(t["lr"]))
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        if t.get("schedule", "constant") == "cosine"
-        else None
-    )
-    bs = t.get("batch_size")
-    gen = torch.Generator().manual_seed(int(cfg0.get("seed", 0)))  # one order: see stack_signature
-    order, pos = None, 0
+    opt, sched = optimizer(params, t)
+    rows = batches(cfg0, len(x), st.device)  # one order: see stack_signature
     loss_fn = _stacked_loss(task)
 
     C = len(st.models)
@@ -355,13 +257,8 @@ def train_stack(
     net.train()
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        if bs is None or bs >= len(x):
-            xb, yb = x, y
-        else:  # mini-batches from a seeded permutation, reshuffled every epoch (as train.train)
-            if order is None or pos + bs > len(x):
-                order, pos = torch.randperm(len(x), generator=gen).to(st.device), 0
-            idx = order[pos : pos + bs]
-            xb, yb, pos = x[idx], y[idx], pos + bs
+        idx = rows.next()
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         per_cell = loss_fn(net(xb), yb)  # (C,)
@@ -375,22 +272,13 @@ def train_stack(
                     keep[c] = p.detach()[c]
         if bool(dead.all()):
             break
-        # 1) the sum of the live cells' losses: each cell's gradient is its own loss's gradient
-        torch.where(dead, torch.zeros_like(per_cell), per_cell).sum().backward()
-        if bool(dead.any()):  # 2) a diverged cell's gradients (NaN or not) stay out of Adam
-            for p in params:
-                p.grad[dead] = 0
-        opt.step()
-        if bool(dead.any()):  # 3) Adam moves a parameter with zero gradient: put it back
-            with torch.no_grad():
-                for p, keep in zip(params, frozen):
-                    p[dead] = keep[dead]
+        _masked_step(per_cell, dead, params, frozen, opt)
         if sched is not None:
             sched.step()
         for c, value in enumerate(values):
             if diverged[c] is None:
                 losses[c].append(value)
-                if step % every == 0 or step == 1 or step == steps:
+                if logged(step, every, steps):
                     curves[c].append((step, value, lr))
         if on_step is not None:
             on_step(step, values)
@@ -400,70 +288,21 @@ def train_stack(
     results: list[Result | None] = [None] * C
     for c, model in enumerate(st.models):
         net.unstack(c, model).eval()
-        done, status = len(losses[c]), "ok" if diverged[c] is None else "diverged"
-        jumps, jump_total = loss_jumps(losses[c])
-        metrics: dict[str, Any] = {"status": status, "diverged_step": diverged[c], "steps_done": done}
-        if status == "ok":
-            metrics.update(task.evaluate(model))
-        metrics.update(
-            final_loss=losses[c][-1] if losses[c] else float("nan"),
-            wall_time_s=wall,
-            steps_per_s=done / wall if wall > 0 else float("nan"),
-            num_params=sum(p.numel() for p in model.parameters()),
-            loss_jumps=jumps,
-            loss_jump_total=jump_total,
-        )
         i = st.order[c]
-        results[i] = Result(metrics=metrics, curve=curves[c], model=model, task=task, config=dict(cfgs[i]))
+        cell_metrics = metrics(model, task, losses[c], diverged[c], wall)
+        results[i] = Result(cell_metrics, curves[c], model, task, dict(cfgs[i]))
     return results  # type: ignore[return-value]
 
 
-# --- running a stack in a sweep folder ---------------------------------------------------------
-
-
-def run_stack(sweep_dir: str | Path, cells: Sequence, threads: int | None = None) -> list[dict]:
-    """Claim, train and finish a stack of sweep cells; one row per cell, as :func:`sweep.run_cell`.
-
-    Each cell's lock is tried without waiting: a cell another process holds comes back ``busy``
-    (the caller waits for it as for any busy cell), a finished cell is skipped, and the rest are
-    trained together. If only one is left, it runs with the serial engine.
-    """
-    from iatrun.sweep import cells as sw
-
-    if threads:
-        torch.set_num_threads(threads)
-    sweep_dir = Path(sweep_dir)
-    rows, mine, locks = [], [], []
-    try:
-        for cell in cells:
-            lock = sw.claim(sweep_dir, cell)
-            if lock is None:
-                rows.append({"key": cell.key, "state": "busy"})
-                continue
-            locks.append(lock)
-            state, detail = sw.cell_state(sweep_dir, cell)
-            if state == "done":
-                rows.append({"key": cell.key, "state": "done", "status": detail, "ran": False})
-            else:
-                mine.append(cell)
-        if len(mine) == 1:
-            rows.append(sw.execute_cell(sweep_dir, mine[0]))
-        elif mine:
-            rows += _train_and_finish(sweep_dir, mine)
-    finally:
-        for lock in locks:
-            lock.release()
-    return rows
-
-
-def _train_and_finish(sweep_dir: Path, cells: Sequence) -> list[dict]:
-    from iatrun.sweep import cells as sw
-
-    cfgs = [sw.clear_cell(sweep_dir, c) for c in cells]
-    start = time.time()
-    try:
-        results = train_stack(cfgs)
-    except Exception:  # rerun cell by cell: a crash is then recorded as the serial engine records it
-        return [sw.execute_cell(sweep_dir, c) for c in cells]
-    share = (time.time() - start) / len(cells)
-    return [sw.finish_cell(sweep_dir, c, r, share) for c, r in zip(cells, results)]
+def _masked_step(per_cell: torch.Tensor, dead: torch.Tensor, params: list, frozen: list, opt) -> None:
+    """One Adam step on the live cells only; diverged cells keep their parameters."""
+    # 1) the sum of the live cells' losses: each cell's gradient is its own loss's gradient
+    torch.where(dead, torch.zeros_like(per_cell), per_cell).sum().backward()
+    if bool(dead.any()):  # 2) a diverged cell's gradients (NaN or not) stay out of Adam
+        for p in params:
+            p.grad[dead] = 0
+    opt.step()
+    if bool(dead.any()):  # 3) Adam moves a parameter with zero gradient: put it back
+        with torch.no_grad():
+            for p, keep in zip(params, frozen):
+                p[dead] = keep[dead]

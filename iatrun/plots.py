@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from iatrun.results import atomic_path  # noqa: E402
+from iatrun.files import atomic_path  # noqa: E402
 
 # Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
 PLOT_POINTS = 2500

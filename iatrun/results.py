@@ -1,75 +1,45 @@
-"""The results tree: run folders, atomic file writes, and loading a run back."""
+"""THE run folder: its files, its name, writing it, checking it and loading it back.
+
+A run folder is what ``iatrun fit`` writes, what every sweep cell holds, and what ``iatrun
+construct`` writes for a hand-built network. This module is the only one that knows its layout:
+
+    config.yaml    the resolved config (a trained run) or the construction's config
+    curve.csv      step,loss,lr — the training loss every ``train.log_every`` steps (trained runs)
+    model.pt       {"state_dict", "config", "dims": {"d", "o"}} (torch.save, a zip file)
+    loss.png       the training loss (trained runs)
+    prediction.png the model against the target (fitting runs that finished ok)
+    metrics.json   written last: its presence means the folder is complete
+
+Every file is written atomically and the folder itself appears complete in one rename
+(:func:`iatrun.files.staged_dir`).
+"""
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from iatrun.errors import IatrunError
+from iatrun.files import atomic_path, read_json, stamp, unique_dir, write_json, write_text
+
+CONFIG, METRICS, CURVE, MODEL = "config.yaml", "metrics.json", "curve.csv", "model.pt"
+LOSS_PLOT, PREDICTION_PLOT = "loss.png", "prediction.png"
+TRAINED_FILES = (CONFIG, METRICS, CURVE, MODEL, LOSS_PLOT)  # every trained run has these
+BUILT_FILES = (CONFIG, METRICS, MODEL)  # a network set by hand (iatrun construct) has these
+CURVE_HEADER = "step,loss,lr"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# --- names -------------------------------------------------------------------------------------
 
 
-# mkstemp/mkdtemp create private (0600/0700) entries; results get the usual permissions instead.
-_FILE_MODE = 0o666 & ~_umask()
-_DIR_MODE = 0o777 & ~_umask()
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
-
-    Readers therefore see either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN/Inf; a missing value reads back as None
-    return v
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps({k: _jsonable(v) for k, v in data.items()}, indent=2) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
-def run_name(cfg: Mapping[str, Any], stamp: str | None = None) -> str:
+def run_name(cfg: Mapping[str, Any], when: str | None = None) -> str:
     """``<YYYYmmdd-HHMMSS>-<task>-<model>[-<basis_in>-<basis_out>-r<r>][-<method>]``."""
-    stamp = stamp or datetime.now().strftime("%Y%m%d-%H%M%S")
     m = cfg["model"]
-    parts = [stamp, cfg["task"]["name"], m["kind"]]
+    parts = [when or stamp(), cfg["task"]["name"], m["kind"]]
     if "basis_in" in m:
         parts += [m["basis_in"], m["basis_out"], f"r{m['mesh_ratio']}"]
     if m.get("method", "mesh") != "mesh":
@@ -77,50 +47,113 @@ def run_name(cfg: Mapping[str, Any], stamp: str | None = None) -> str:
     return "-".join(str(p) for p in parts)
 
 
+def runs_root(cfg: Mapping[str, Any]) -> Path:
+    """``<results_dir>/runs``, where runs go when no ``out`` is given."""
+    return Path(cfg.get("results_dir") or "results") / "runs"
+
+
 def new_run_dir(cfg: Mapping[str, Any]) -> Path:
-    """A fresh folder under ``<results_dir>/runs`` (suffixed -2, -3, ... on a clash)."""
-    root = Path(cfg.get("results_dir") or "results") / "runs"
-    base = run_name(cfg)
-    for i in range(1, 1000):
-        path = root / (base if i == 1 else f"{base}-{i}")
-        if not path.exists():
-            return path
-    raise IatrunError(f"too many runs named {base} in {root}")
+    """A fresh folder under ``<results_dir>/runs`` named by :func:`run_name` (-2, -3, … on a clash)."""
+    return unique_dir(runs_root(cfg), run_name(cfg))
 
 
-def check_out_dir(path: Path) -> Path:
-    """Refuse an output folder that is a file, not empty, or cannot be created/written."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise IatrunError(f"--out {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        raise IatrunError(f"--out {path} already exists and is not empty")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise IatrunError(f"cannot write to {path}: {probe} is not a writable folder")
-    return path
+# --- writing -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Build a folder under a hidden temporary name, then rename it to ``final`` in one step.
+def curve_csv(curve: Sequence[tuple[int, float, float]]) -> str:
+    lines = [CURVE_HEADER] + [f"{s},{loss!r},{lr!r}" for s, loss, lr in curve]
+    return "\n".join(lines) + "\n"
 
-    If the body fails, the staging folder is removed: nothing half-written is left behind.
+
+def write_model(path: Path, model, config: Mapping[str, Any], dims: Mapping[str, int]) -> None:
+    """``model.pt``: the state dict on the CPU, the config and the input/output dimensions."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"state_dict": state, "config": dict(config), "dims": dict(dims)}, tmp)
+
+
+def save_result(result, folder: str | os.PathLike, config_yaml: str | None = None, title: str = "") -> None:
+    """Write a trained run into ``folder`` (normally a staging folder), metrics.json last.
+
+    ``result`` is an :class:`iatrun.train.Result` (anything with its ``config``, ``metrics``,
+    ``curve``, ``model`` and ``task``); ``title`` heads the loss plot.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
-    os.chmod(stage, _DIR_MODE)
+    from iatrun import plots
+    from iatrun.config import to_yaml
+
+    folder = Path(folder)
+    write_text(folder / CONFIG, config_yaml if config_yaml is not None else to_yaml(dict(result.config)))
+    write_text(folder / CURVE, curve_csv(result.curve))
+    write_model(folder / MODEL, result.model, result.config, {"d": result.task.d, "o": result.task.o})
+    plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
+    if result.task.name == "fitting" and result.metrics["status"] == "ok":
+        plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
+    write_json(folder / METRICS, result.metrics)  # last: its presence means complete
+
+
+def save_built(
+    folder: str | os.PathLike, config: Mapping[str, Any], model, metrics: Mapping[str, Any], dims: Mapping[str, int]
+) -> None:
+    """Write the run folder of a network set by hand, not trained: config, model, metrics.json last."""
+    import yaml
+
+    folder = Path(folder)
+    write_text(folder / CONFIG, yaml.safe_dump(dict(config), sort_keys=False))
+    write_model(folder / MODEL, model, config, dims)
+    write_json(folder / METRICS, metrics)  # last: its presence means complete
+
+
+# --- checking and reading ----------------------------------------------------------------------
+
+
+def check_run(folder: str | os.PathLike, files: Sequence[str] = TRAINED_FILES) -> str | None:
+    """None if a finished run folder's ``files`` are intact, else what is wrong (one phrase)."""
+    import yaml
+
+    folder = Path(folder)
+    for name in files:
+        if not (folder / name).is_file():
+            return f"{name} missing"
     try:
-        yield stage
-        if final.is_dir() and not any(final.iterdir()):
-            final.rmdir()
-        os.replace(stage, final)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        if "status" not in read_json(folder / METRICS):
+            return "metrics.json has no status"
+    except (OSError, ValueError):
+        return "metrics.json unreadable"
+    try:
+        cfg = yaml.safe_load((folder / CONFIG).read_text())
+        if not isinstance(cfg, dict) or "model" not in cfg:
+            return "config.yaml is not a run config"
+    except (OSError, yaml.YAMLError):
+        return "config.yaml unreadable"
+    if CURVE in files:
+        lines = (folder / CURVE).read_text().splitlines()
+        if len(lines) < 2 or lines[0] != CURVE_HEADER:
+            return "curve.csv empty or malformed"
+    if MODEL in files and not zipfile.is_zipfile(folder / MODEL):
+        return "model.pt unreadable"
+    return None
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((Path(folder) / CONFIG).read_text()) or {}
+
+
+def read_metrics(folder: str | os.PathLike) -> dict[str, Any]:
+    return read_json(Path(folder) / METRICS)
+
+
+def read_curve(folder: str | os.PathLike):
+    """curve.csv as a DataFrame (step, loss, lr), or None if it is missing or unreadable."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(Path(folder) / CURVE)
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -130,22 +163,21 @@ class Run:
     path: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
-    model: Any  # torch.nn.Module
+    model: Any  # torch.nn.Module, in eval mode
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
     """Rebuild a run's trained model from ``<path>/model.pt``, with its config and metrics."""
     import torch
 
-    from iatrun.train import model_from_config
+    from iatrun.nn.models import model_from_config
 
     path = Path(path)
     if not path.is_dir():
         raise IatrunError(f"{path} is not a run folder (no such folder)")
     try:
-        blob = torch.load(path / "model.pt", map_location=device, weights_only=False)
-        cfg, state = blob["config"], blob["state_dict"]
-        dims = blob["dims"]
+        blob = torch.load(path / MODEL, map_location=device, weights_only=False)
+        cfg, state, dims = blob["config"], blob["state_dict"], blob["dims"]
     except FileNotFoundError:
         raise IatrunError(f"{path} is not a run folder: model.pt is missing") from None
     except Exception as e:  # corrupt pickle, wrong content
@@ -154,7 +186,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
     model.load_state_dict(state)
     model.to(device=device, dtype=next(iter(state.values())).dtype)
     try:
-        metrics = read_json(path / "metrics.json")
+        metrics = read_metrics(path)
     except (OSError, ValueError):
         metrics = {}
     return Run(path=path, config=cfg, metrics=metrics, model=model.eval())

@@ -1,10 +1,16 @@
-"""One training run: config → task data + model → Adam → metrics and a run folder (SPEC §4–§5)."""
+"""One training run: config → task data + model → Adam → metrics (SPEC §4–§5).
+
+:func:`train` writes nothing; :func:`run` trains and writes a run folder (:mod:`iatrun.results`).
+The pieces of a training step (:func:`optimizer`, :class:`Batches`, :func:`logged`,
+:func:`metrics`) are shared with the batched engine (:mod:`iatrun.batched`), so the two loops agree
+by construction.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +18,7 @@ from typing import Any
 import torch
 
 from iatrun.errors import IatrunError
-from iatrun.nn.models import MODELS, build_model
+from iatrun.nn.models import model_from_config
 from iatrun.tasks import TaskData, make_task
 
 # A step whose loss rises by more than this fraction over the previous step counts as a jump.
@@ -51,14 +57,6 @@ def resolve_dtype(name: str) -> torch.dtype:
         raise IatrunError(f"unknown dtype {name!r} (known: {', '.join(DTYPES)})") from None
 
 
-def model_from_config(cfg: Mapping[str, Any], *, d: int, o: int) -> torch.nn.Module:
-    """Build the network described by ``cfg['model']`` with ``cfg['seed']``."""
-    m = dict(cfg["model"])
-    kind = MODELS.check(m.pop("kind"))
-    width, depth = m.pop("width"), m.pop("depth")
-    return build_model(kind, d, width, depth, o, seed=int(cfg.get("seed", 0)), **m)
-
-
 def loss_jumps(losses: list[float], threshold: float = JUMP_THRESHOLD) -> tuple[int, float]:
     """Number of upward jumps (relative rise > threshold) and their summed relative size (claim 8)."""
     count, total = 0, 0.0
@@ -71,7 +69,8 @@ def loss_jumps(losses: list[float], threshold: float = JUMP_THRESHOLD) -> tuple[
     return count, total
 
 
-def _check_train(t: Mapping[str, Any]) -> None:
+def check_train(t: Mapping[str, Any]) -> None:
+    """Raise IatrunError naming the first bad value of a ``train`` section."""
     steps = t.get("steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise IatrunError(f"train.steps must be an integer >= 1, got {steps!r}")
@@ -92,11 +91,86 @@ def _check_train(t: Mapping[str, Any]) -> None:
 
 def prepare(cfg: Mapping[str, Any]) -> tuple[TaskData, torch.nn.Module, torch.device, torch.dtype]:
     """Validate the config and build task data and model; raises IatrunError before any work."""
-    _check_train(cfg["train"])
+    check_train(cfg["train"])
     device, dtype = resolve_device(str(cfg.get("device", "auto"))), resolve_dtype(str(cfg.get("dtype")))
     task = make_task(cfg["task"])
     model = model_from_config(cfg, d=task.d, o=task.o)
     return task, model.to(device=device, dtype=dtype), device, dtype
+
+
+# --- the pieces of a training step, shared by the serial and the batched loop ----------------------
+
+
+def optimizer(params: Iterable[torch.Tensor], t: Mapping[str, Any]):
+    """Adam at ``train.lr`` and, for ``schedule: cosine``, its cosine decay to 0 over the steps."""
+    opt = torch.optim.Adam(params, lr=float(t["lr"]))
+    sched = None
+    if t.get("schedule", "constant") == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(t["steps"]))
+    return opt, sched
+
+
+class Batches:
+    """The rows of each step: all of them (full batch), or mini-batches of ``batch_size`` from a
+    permutation drawn from ``seed`` and redrawn whenever the next batch would not fit (each epoch)."""
+
+    def __init__(self, points: int, batch_size: int | None, seed: int, device: torch.device):
+        self.points, self.size, self.device = points, batch_size, device
+        self.full = batch_size is None or batch_size >= points
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order: torch.Tensor | None = None
+        self.pos = 0
+
+    def next(self) -> torch.Tensor | None:
+        """The row indices of the next step, or None for the whole batch."""
+        if self.full:
+            return None
+        if self.order is None or self.pos + self.size > self.points:
+            self.order, self.pos = torch.randperm(self.points, generator=self.gen).to(self.device), 0
+        idx = self.order[self.pos : self.pos + self.size]
+        self.pos += self.size
+        return idx
+
+
+def batches(cfg: Mapping[str, Any], points: int, device: torch.device) -> Batches:
+    """The mini-batch order of a run: its ``train.batch_size`` and its seed."""
+    return Batches(points, cfg["train"].get("batch_size"), int(cfg.get("seed", 0)), device)
+
+
+def logged(step: int, every: int, steps: int) -> bool:
+    """Whether a step's loss goes into curve.csv: the first, every ``every``-th, and the last."""
+    return step % every == 0 or step == 1 or step == steps
+
+
+def metrics(
+    model: torch.nn.Module, task: TaskData, losses: list[float], diverged_step: int | None, wall: float
+) -> dict[str, Any]:
+    """The metrics of a finished run: status, the task's evaluation (when ok), loss and timing."""
+    status = "ok" if diverged_step is None else "diverged"
+    done = len(losses)
+    jumps, jump_total = loss_jumps(losses)
+    out: dict[str, Any] = {"status": status, "diverged_step": diverged_step, "steps_done": done}
+    if status == "ok":
+        out.update(task.evaluate(model))
+    out.update(
+        final_loss=losses[-1] if losses else float("nan"),
+        wall_time_s=wall,
+        steps_per_s=done / wall if wall > 0 else float("nan"),
+        num_params=sum(p.numel() for p in model.parameters()),
+        loss_jumps=jumps,
+        loss_jump_total=jump_total,
+    )
+    return out
+
+
+def data(task: TaskData, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The task's inputs and targets on ``device``; float targets in ``dtype``, labels as they are."""
+    x = task.x.to(device=device, dtype=dtype)
+    y = task.y.to(device=device, dtype=dtype if task.y.is_floating_point() else task.y.dtype)
+    return x, y
+
+
+# --- the serial loop -------------------------------------------------------------------------------
 
 
 def train(
@@ -112,37 +186,23 @@ def train(
     task, model, device, dtype = prepared or prepare(cfg)
     t = cfg["train"]
     steps, every = int(t["steps"]), int(t.get("log_every", 1))
-    x = task.x.to(device=device, dtype=dtype)
-    y = task.y.to(device=device, dtype=dtype if task.y.is_floating_point() else task.y.dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=float(t["lr"]))
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        if t.get("schedule", "constant") == "cosine"
-        else None
-    )
-    bs = t.get("batch_size")
-    gen = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
-    order, pos = None, 0
-
+    x, y = data(task, device, dtype)
+    opt, sched = optimizer(model.parameters(), t)
+    rows = batches(cfg, len(x), device)
     curve: list[tuple[int, float, float]] = []
     losses: list[float] = []
-    status, diverged_step = "ok", None
+    diverged_step = None
     model.train()
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        if bs is None or bs >= len(x):
-            xb, yb = x, y
-        else:  # mini-batches from a seeded permutation, reshuffled every epoch
-            if order is None or pos + bs > len(x):
-                order, pos = torch.randperm(len(x), generator=gen).to(device), 0
-            idx = order[pos : pos + bs]
-            xb, yb, pos = x[idx], y[idx], pos + bs
+        idx = rows.next()
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         loss = task.loss(model(xb), yb)
         value = loss.item()
         if not math.isfinite(value):
-            status, diverged_step = "diverged", step
+            diverged_step = step
             curve.append((step, value, lr))
             break
         loss.backward()
@@ -150,51 +210,13 @@ def train(
         if sched is not None:
             sched.step()
         losses.append(value)
-        if step % every == 0 or step == 1 or step == steps:
+        if logged(step, every, steps):
             curve.append((step, value, lr))
         if on_step is not None:
             on_step(step, value)
     wall = time.perf_counter() - start
     model.eval()
-
-    done = len(losses)
-    jumps, jump_total = loss_jumps(losses)
-    metrics: dict[str, Any] = {"status": status, "diverged_step": diverged_step, "steps_done": done}
-    if status == "ok":
-        metrics.update(task.evaluate(model))
-    metrics.update(
-        final_loss=losses[-1] if losses else float("nan"),
-        wall_time_s=wall,
-        steps_per_s=done / wall if wall > 0 else float("nan"),
-        num_params=sum(p.numel() for p in model.parameters()),
-        loss_jumps=jumps,
-        loss_jump_total=jump_total,
-    )
-    return Result(metrics=metrics, curve=curve, model=model, task=task, config=dict(cfg))
-
-
-def save_run(result: Result, folder: Path, cfg_yaml: str, title: str = "") -> None:
-    """Write a run folder's files, each atomically (see iatrun.results); ``title`` heads the loss plot."""
-    from iatrun import plots
-    from iatrun.results import atomic_path, write_json, write_text
-
-    folder = Path(folder)
-    write_text(folder / "config.yaml", cfg_yaml)
-    lines = ["step,loss,lr"] + [f"{s},{loss!r},{lr!r}" for s, loss, lr in result.curve]
-    write_text(folder / "curve.csv", "\n".join(lines) + "\n")
-    with atomic_path(folder / "model.pt") as tmp:
-        torch.save(
-            {
-                "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-                "config": result.config,
-                "dims": {"d": result.task.d, "o": result.task.o},
-            },
-            tmp,
-        )
-    plots.loss_plot(result.curve, folder / "loss.png", title=title)
-    if result.task.name == "fitting" and result.metrics["status"] == "ok":
-        plots.prediction_plot(result.model, result.task, folder / "prediction.png")
-    write_json(folder / "metrics.json", result.metrics)  # last: its presence means complete
+    return Result(metrics(model, task, losses, diverged_step, wall), curve, model, task, dict(cfg))
 
 
 def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = None) -> tuple[Result, Path]:
@@ -204,12 +226,12 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     the folder appears, complete, in one rename. ``cfg['out']`` (or a fresh folder under
     ``<results_dir>/runs``) is where it goes.
     """
-    from iatrun.config import to_yaml
-    from iatrun.results import check_out_dir, new_run_dir, staged_dir
+    from iatrun.files import check_new_dir, staged_dir
+    from iatrun.results import new_run_dir, save_result
 
     prepared = prepare(cfg)
-    folder = check_out_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
+    folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
     result = train(cfg, on_step=on_step, prepared=prepared)
     with staged_dir(folder) as stage:
-        save_run(result, stage, to_yaml(dict(cfg)), title=folder.name)
+        save_result(result, stage, title=folder.name)
     return result, folder

@@ -9,7 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from iatrun.sweep import cells as sw
-from iatrun.batched import plan, prepare_stack, train_stack
+from iatrun.batched import prepare_stack, train_stack
+from iatrun.sweep.grid import Cell
+from iatrun.sweep.run import plan, run_stack
 from iatrun.cli import app
 from iatrun.config import compose
 from iatrun.errors import IatrunError
@@ -118,7 +120,7 @@ def test_a_diverging_cell_is_frozen_and_does_not_disturb_the_others():
 
 
 def cells(cfgs):
-    return [sw.Cell(f"c{i}", c) for i, c in enumerate(cfgs)]
+    return [Cell(f"c{i}", c) for i, c in enumerate(cfgs)]
 
 
 def test_grouping_separates_shapes_and_budgets_and_cuts_for_jobs():
@@ -148,7 +150,7 @@ def test_grouping_separates_shapes_and_budgets_and_cuts_for_jobs():
 
 def test_a_stack_skips_finished_cells_and_leaves_claimed_ones(tmp_path):
     cs = cells(configs("fitting", dtype="float32", extra=["train.steps=5"], seeds=(0,))[:3])
-    from iatrun.batched import run_stack
+
 
     held = sw.claim(tmp_path, cs[0])
     try:

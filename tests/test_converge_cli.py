@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from iatrun.cli import app
-from iatrun.nn.exact import convergence, fitted_order
+from iatrun.analysis.converge import convergence, fitted_order
 
 
 def test_fitted_order_of_a_power_law():

@@ -8,7 +8,8 @@ from scipy import integrate
 
 from iatrun.nn import bases
 from iatrun.errors import IatrunError
-from iatrun.nn.exact import EXACT, FOURIER_DEGREE, ExactIAT, partition
+from iatrun.nn.exact import ExactIAT
+from iatrun.nn.pieces import EXACT, FOURIER_DEGREE, partition
 from iatrun.nn.iat import IAT
 
 NAMES = bases.BASES.names()

@@ -12,7 +12,7 @@ from _support import N_CELLS, assert_same_results, exe, stable, tables
 from typer.testing import CliRunner
 
 from iatrun.cli import app
-from iatrun.sweep.cells import expand, load_grid
+from iatrun.sweep.grid import expand, load_grid
 
 runner = CliRunner()
 

@@ -319,12 +319,12 @@ def save_construct(points, out: str | Path | None = None) -> tuple[dict[str, Any
     import torch
     import yaml
 
-    from iatrun.results import atomic_path, check_out_dir, staged_dir, write_json, write_text
+    from iatrun.files import atomic_path, check_new_dir, staged_dir, write_json, write_text
     from iatrun.tasks import make_task
 
     params = construct_parameters(points)
     cfg = construct_config(points)
-    folder = check_out_dir(Path(out)) if out is not None else default_construct_dir(cfg["model"]["width"])
+    folder = check_new_dir(Path(out)) if out is not None else default_construct_dir(cfg["model"]["width"])
     cfg["out"] = str(folder)
     model = construct_model(points)
     task = make_task(cfg["task"])
@@ -415,7 +415,7 @@ def regions_csv(reg: Regions) -> str:
 def save_regions(run, reg: Regions) -> list[Path]:
     """Write regions.csv and regions.png into the run folder (each atomically); return their paths."""
     from iatrun import plots
-    from iatrun.results import write_text
+    from iatrun.files import write_text
 
     target, name = None, ""
     task = run.config.get("task") or {}

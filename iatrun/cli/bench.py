@@ -24,12 +24,12 @@ def bench(
     from rich.table import Table
 
     from iatrun import bench as b
-    from iatrun.results import check_out_dir, write_text
+    from iatrun.files import check_new_dir, write_text
     from iatrun.train import resolve_device
 
     dev = resolve_device(device)
     folder = Path(out) if out else Path("results") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    check_out_dir(folder)
+    check_new_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
     console = Console()
     rows = b.run_all(folder, dev, sweep=sweep, log=lambda s: console.print(f"[dim]… {s}[/]"))

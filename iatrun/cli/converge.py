@@ -29,7 +29,7 @@ def converge(
     T is the exact layer (ψ normalised by the exact ∫|ψ|); T_M is the mesh layer as trained.
     """
     from iatrun.errors import IatrunError
-    from iatrun.nn.exact import convergence
+    from iatrun.analysis.converge import convergence
 
     for name, value in (("n", n), ("r-max", r_max), ("samples", samples)):
         if value < 1:
@@ -52,7 +52,7 @@ def converge(
 def _write(ms: list[int], errs: list[float], order: float, path: Path, title: str) -> None:
     """The CSV of every point and the log–log plot with an M⁻² guide."""
     from iatrun import plots
-    from iatrun.results import write_text
+    from iatrun.files import write_text
 
     rows = "".join(f"{m},{e!r}\n" for m, e in zip(ms, errs, strict=True))
     write_text(path.with_suffix(".csv"), "M,rel_error\n" + rows)

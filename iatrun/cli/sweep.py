@@ -44,8 +44,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
-    from iatrun.sweep import cells as sw
     from iatrun.errors import IatrunError
+    from iatrun.sweep import cells, grid as grids, launch, run
 
     overrides = list(overrides or [])
     launch_over = {}
@@ -57,29 +57,30 @@ def sweep(
         raise IatrunError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
     if launcher != "none" and jobs > 1:
         raise IatrunError("--jobs and --launcher cannot be combined (the launcher sets parallelism)")
-    if engine not in sw.ENGINES:
-        raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(sw.ENGINES)})")
+    if engine not in run.ENGINES:
+        raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(run.ENGINES)})")
     if engine == "batched" and launcher != "none":
         raise IatrunError(
             "--engine batched runs stacks in this process or its --jobs workers, not a --launcher"
         )
     if launch_over and launcher == "none":
         raise IatrunError("launcher.* overrides need --launcher submitit_local or submitit_slurm")
-    launch_cfg = sw.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
-    spec = sw.load_grid(grid, config_dir)
+    launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
+    spec = grids.load_grid(grid, config_dir)
     cell_overrides = overrides + ([f"device={device}"] if device else [])
-    cells = sw.expand(spec, cell_overrides, user_dir=config_dir)
-    folder = Path(out) if out else sw.new_sweep_dir(grid, cells[0].config.get("results_dir") or "results")
-    sw.prepare_sweep_dir(folder, spec, cell_overrides, cells)
+    all_cells = grids.expand(spec, cell_overrides, user_dir=config_dir)
+    results_dir = all_cells[0].config.get("results_dir") or "results"
+    folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
+    cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
     if force:
-        for cell in cells:
-            (sw.cell_dir(folder, cell.key) / sw.DONE).unlink(missing_ok=True)
-    pending = [c for c in cells if sw.cell_state(folder, c)[0] != "done"]
+        for cell in all_cells:
+            cells.reset_cell(folder, cell)
+    pending = [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
     from rich.console import Console
 
     console = Console()
     console.print(
-        f"sweep [bold]{grid}[/]: {len(cells)} cells, {len(cells) - len(pending)} already finished, "
+        f"sweep [bold]{grid}[/]: {len(all_cells)} cells, {len(all_cells) - len(pending)} already finished, "
         f"{len(pending)} to run → {folder}",
         highlight=False,
     )
@@ -138,13 +139,14 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
 
 
 def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
-    from iatrun.sweep import cells as sw
+    from iatrun.sweep.launch import run_submitit
+    from iatrun.sweep.run import run_cells
 
     if launch_cfg is not None:  # one cell per job: the serial engine (auto; batched is refused)
-        return sw.run_submitit(folder, pending, launch_cfg, on_done)
+        return run_submitit(folder, pending, launch_cfg, on_done)
     jobs = min(jobs, os.cpu_count() or 1, len(pending)) if jobs > 1 else 1
     name, stack_size = engine
-    return sw.run_cells(
+    return run_cells(
         folder, pending, jobs=jobs, on_start=on_start, on_done=on_done, engine=name, stack_size=stack_size
     )
 
@@ -154,7 +156,7 @@ def _report(folder: Path, console) -> None:
 
     from iatrun.report.build import MAIN, build
 
-    summary = build(folder, extra_columns=_region_columns)
+    summary = build(folder)
     df = summary["cells"]
     ok = df[(df["state"] == "done") & (df["status"] == "ok")]
     t = Table("task", "best cells", "metric", title="best cells")
@@ -174,26 +176,6 @@ def _report(folder: Path, console) -> None:
             detail = r.get("error") if isinstance(r.get("error"), str) else r.get("status")
             console.print(f"  {r['key']}: {r['state']} ({detail})", highlight=False)
     console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
-
-
-def _region_columns(df, folder):
-    """Region count and exact Lipschitz constant of each finished fitting cell (1-D input)."""
-    from iatrun.analysis.regions import summarize
-    from iatrun.results import load_run
-    from iatrun.sweep.cells import cell_dir
-
-    if not len(df):
-        return df
-    for i, row in df.iterrows():
-        if row["state"] == "done" and row["status"] == "ok" and row["task"] == "fitting":
-            try:
-                run = load_run(cell_dir(folder, row["key"]))
-                s = summarize(run.model.double())
-            except Exception:  # a network regions cannot analyse (tanh, norms): leave blank
-                continue
-            df.loc[i, "num_regions"] = s["num_regions"]
-            df.loc[i, "lipschitz"] = s["lipschitz"]
-    return df
 
 
 @app.command()

@@ -15,7 +15,7 @@ through the roots of the pattern states (paper Eq. 22, :class:`iatrun.nn.exact._
 (a fixed random gating network) and the model jumps where a mesh sign flips.
 
 Parameters: ``linears`` is the value network with the same (d, n, depth, o) layout as
-:class:`iatrun.nn.models.MLP`, so the same seed gives it the same initial weights as every other kind.
+:class:`iatrun.nn.layers.MLP`, so the same seed gives it the same initial weights as every other kind.
 ``pattern_linears`` are θ: the depth hidden layers only (d→n, n→n, …) — a pattern network's output
 layer would never be used — so the parameter count is that of the coupled network plus
 d·n + n + (depth − 1)(n² + n), i.e. twice the coupled count less the output layer (n·o + o).
@@ -30,6 +30,7 @@ from torch import nn
 
 from iatrun.errors import IatrunError
 from iatrun.nn.iat import IAT
+from iatrun.nn.layers import make_norm
 
 
 def apply_pattern(layer: IAT, p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -51,8 +52,6 @@ class DecoupledMLP(nn.Module):
         self, d: int, n: int, depth: int, o: int, act: Callable[[int], nn.Module], norm: str = "none"
     ):
         super().__init__()
-        from iatrun.nn.models import _norm  # models imports this module to register it
-
         self.d, self.n, self.depth, self.o = d, n, depth, o
         dims = [d] + [n] * depth + [o]
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
@@ -63,8 +62,8 @@ class DecoupledMLP(nn.Module):
             if not isinstance(a, IAT) or a.sigma != "relu":
                 raise IatrunError("the decoupled network needs IAT-ReLU activations (sigma 'relu')")
         # Separate normalisations for the two paths (BatchNorm keeps running statistics per path).
-        self.norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
-        self.pattern_norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
+        self.norms = nn.ModuleList(make_norm(norm, n) for _ in range(depth))
+        self.pattern_norms = nn.ModuleList(make_norm(norm, n) for _ in range(depth))
 
     def _layers(self, x: torch.Tensor):
         """Yield (h′_l, h_l, A(h′_l) h_l) for l = 1..L, running both paths with one pattern per layer."""

@@ -11,6 +11,7 @@ from torch.autograd.function import once_differentiable
 from iatrun.nn import bases
 from iatrun.nn.activations import ACTIVATIONS, get_activation
 from iatrun.errors import IatrunError
+from iatrun.nn.exact import ExactIAT, check_exact
 
 METHODS = ("mesh", "exact")
 KERNELS = ("auto", "dense", "banded")
@@ -27,12 +28,15 @@ BAND_WIDTH = 3
 BANDED_FROM = {2: (64, 256), 1: (128, 1024)}  # banded sides -> (min width n, min mesh M)
 
 
-def check_args(
-    n: int, basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, method: str = "mesh"
-) -> None:
-    """Raise IatrunError (a ValueError) naming the first bad IAT argument."""
+def check_width(n: int) -> int:
+    """Return ``n`` if it is a valid IAT width (an integer >= 1), else raise IatrunError."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise IatrunError(f"IAT width n must be an integer >= 1, got {n!r}")
+    return n
+
+
+def check_options(basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, method: str = "mesh") -> None:
+    """Raise IatrunError (a ValueError) naming the first bad IAT option (everything but the width)."""
     if isinstance(mesh_ratio, bool) or not isinstance(mesh_ratio, int) or mesh_ratio < 1:
         raise IatrunError(f"mesh_ratio must be an integer >= 1, got {mesh_ratio!r}")
     bases.check_basis(basis_in)
@@ -41,8 +45,6 @@ def check_args(
     if method not in METHODS:
         raise IatrunError(f"unknown IAT method {method!r} (known: {', '.join(METHODS)})")
     if method == "exact":
-        from iatrun.nn.exact import check_exact
-
         if sigma != "relu":
             raise IatrunError(f"method 'exact' needs sigma 'relu', got {sigma!r} (use method 'mesh')")
         check_exact(basis_in, basis_out)
@@ -132,7 +134,8 @@ class IAT(nn.Module):
         kernel: str = "auto",
     ):
         super().__init__()
-        check_args(n, basis_in, basis_out, mesh_ratio, sigma, method)
+        check_width(n)
+        check_options(basis_in, basis_out, mesh_ratio, sigma, method)
         if kernel not in KERNELS:
             raise IatrunError(f"unknown IAT kernel {kernel!r} (known: {', '.join(KERNELS)})")
         self.kernel = kernel
@@ -151,8 +154,6 @@ class IAT(nn.Module):
             )
         self._ops_cache: tuple = (None, None)
         if method == "exact":
-            from iatrun.nn.exact import ExactIAT
-
             self.exact = ExactIAT(n, basis_in, basis_out)
 
     def extra_repr(self) -> str:

@@ -5,73 +5,19 @@ from __future__ import annotations
 import inspect
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from iatrun.nn.activations import get_activation
-from iatrun.nn.decoupled import DecoupledMLP
 from iatrun.errors import IatrunError
-from iatrun.nn.iat import IAT, check_args
+from iatrun.nn.decoupled import DecoupledMLP
+from iatrun.nn.iat import IAT, check_options
+from iatrun.nn.layers import MLP, NORMS, ActFactory, Elementwise
 from iatrun.registry import Registry
 
-ActFactory = Callable[[int], nn.Module]
 MODELS: Registry[Callable[..., ActFactory]] = Registry("model")
-
-NORMS = ("none", "batch", "layer")
-
-
-class Elementwise(nn.Module):
-    """σ applied to each entry: the classical activation."""
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name = name
-        self.fn = get_activation(name).fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return self.name
-
-
-class MLP(nn.Module):
-    """h_1 = W_1 x + b_1; h_{l+1} = W_{l+1} act(h_l) + b_{l+1}; y = W_out act(h_L) + b_out."""
-
-    def __init__(self, d: int, n: int, depth: int, o: int, act: ActFactory, norm: str = "none"):
-        super().__init__()
-        self.d, self.n, self.depth, self.o = d, n, depth, o
-        dims = [d] + [n] * depth + [o]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-        self.acts = nn.ModuleList(act(n) for _ in range(depth))
-        # Normalisation after the activation has no affine parameters, so counts stay equal.
-        self.norms = nn.ModuleList(_norm(norm, n) for _ in range(depth))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.linears[0](x)
-        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:], strict=True):
-            h = lin(norm(act(h)))
-        return h
-
-    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Pre-activations h_1..h_L, each (..., n)."""
-        hs, h = [], self.linears[0](x)
-        for act, norm, lin in zip(self.acts, self.norms, self.linears[1:], strict=True):
-            hs.append(h)
-            h = lin(norm(act(h)))
-        return hs
-
-
-def _norm(kind: str, n: int) -> nn.Module:
-    if kind == "none":
-        return nn.Identity()
-    if kind == "batch":
-        return nn.BatchNorm1d(n, affine=False)
-    if kind == "layer":
-        return nn.LayerNorm(n, elementwise_affine=False)
-    raise IatrunError(f"unknown norm {kind!r} (known: {', '.join(NORMS)})")
 
 
 def register_model(name: str, **props) -> Callable:
@@ -92,7 +38,7 @@ def _iat(
     sigma: str = "relu",
     method: str = "mesh",
 ):
-    check_args(1, basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
+    check_options(basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
     return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
 
 
@@ -166,3 +112,11 @@ def build_model(
     model = network(d, n, depth, o, builder(**options), norm=norm)
     init_weights(model, seed)
     return model
+
+
+def model_from_config(cfg: Mapping[str, Any], *, d: int, o: int) -> MLP:
+    """The network a run config describes: ``cfg["model"]`` (kind, width, depth, options) and its seed."""
+    m = dict(cfg["model"])
+    kind = MODELS.check(m.pop("kind"))
+    width, depth = m.pop("width"), m.pop("depth")
+    return build_model(kind, d, width, depth, o, seed=int(cfg.get("seed", 0)), **m)

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from iatrun.report import paper
-from iatrun.results import write_text
+from iatrun.files import write_text
 from iatrun.sweep.cells import cell_dir, key_state
 
 # The headline metric of each task, as the paper reports it, and whether larger is better.
@@ -562,16 +562,31 @@ def _fmt_metric(task: str) -> Callable[[float], str]:
     return lambda v: "—" if pd.isna(v) else f"{v:.2e}"
 
 
-def build(
-    sweep_dir: str | Path, extra_columns: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None
-) -> dict:
+def region_columns(df: pd.DataFrame, sweep_dir: Path) -> pd.DataFrame:
+    """Region count and exact Lipschitz constant of each finished fitting cell (1-D input)."""
+    from iatrun.analysis.regions import summarize
+    from iatrun.results import load_run
+
+    if not len(df):
+        return df
+    for i, row in df.iterrows():
+        if row["state"] == "done" and row["status"] == "ok" and row["task"] == "fitting":
+            try:
+                run = load_run(cell_dir(sweep_dir, row["key"]))
+                s = summarize(run.model.double())
+            except Exception:  # a network regions cannot analyse (tanh, norms): leave blank
+                continue
+            df.loc[i, "num_regions"] = s["num_regions"]
+            df.loc[i, "lipschitz"] = s["lipschitz"]
+    return df
+
+
+def build(sweep_dir: str | Path) -> dict:
     """Write cells.csv, tables/, figures/ and report.md; return a summary for the terminal."""
     from iatrun.report import figures as sweep_plots
 
     sweep_dir = Path(sweep_dir)
-    df = collect(sweep_dir)
-    if extra_columns is not None:
-        df = extra_columns(df, sweep_dir)
+    df = region_columns(collect(sweep_dir), sweep_dir)
     _csv(sweep_dir / "cells.csv", df, index=False)
     tables_dir, fig_dir = sweep_dir / "tables", sweep_dir / "figures"
     tables_dir.mkdir(exist_ok=True)
