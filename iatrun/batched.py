@@ -24,7 +24,7 @@ up to the rounding of ``bmm`` against ``mm`` (the tests hold it to 1e-9 relative
   part of the stack signature (full-batch cells of any seeds share a stack).
 * **Initial weights** are copied from a per-cell :func:`iatrun.nn.models.build_model`, so they equal
   the serial engine's bit for bit; after training each cell is copied back into that network,
-  evaluated with ``task.evaluate`` and its folder written by :func:`iatrun.sweep.finish_cell`,
+  evaluated with ``task.evaluate`` and its folder written by :func:`iatrun.sweep.cells.finish_cell`,
   exactly as the serial engine writes it (resume, tables and reports cannot tell the engines
   apart).
 * **Wall time.** A stacked cell's ``wall_time_s`` is the stack's training wall time divided by
@@ -51,12 +51,9 @@ from torch import nn
 
 from iatrun.errors import IatrunError
 from iatrun.nn.iat import IAT
-from iatrun.nn.models import MLP, MODELS, Elementwise
+from iatrun.nn.models import MLP, MODELS, Elementwise, model_from_config
 from iatrun.tasks import TaskData
-from iatrun.nn.models import model_from_config
 from iatrun.train import Result, batches, data, logged, metrics, optimizer, prepare
-
-
 
 # --- which cells stack -------------------------------------------------------------------------
 

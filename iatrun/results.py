@@ -94,7 +94,11 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
 
 
 def save_built(
-    folder: str | os.PathLike, config: Mapping[str, Any], model, metrics: Mapping[str, Any], dims: Mapping[str, int]
+    folder: str | os.PathLike,
+    config: Mapping[str, Any],
+    model,
+    metrics: Mapping[str, Any],
+    dims: Mapping[str, int],
 ) -> None:
     """Write the run folder of a network set by hand, not trained: config, model, metrics.json last."""
     import yaml

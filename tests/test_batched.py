@@ -8,13 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from iatrun.sweep import cells as sw
 from iatrun.batched import prepare_stack, train_stack
-from iatrun.sweep.grid import Cell
-from iatrun.sweep.run import plan, run_stack
 from iatrun.cli import app
 from iatrun.config import compose
 from iatrun.errors import IatrunError
+from iatrun.sweep import cells as sw
+from iatrun.sweep.grid import Cell
+from iatrun.sweep.run import plan, run_stack
 from iatrun.train import prepare, train
 
 TASKS = {
@@ -150,7 +150,6 @@ def test_grouping_separates_shapes_and_budgets_and_cuts_for_jobs():
 
 def test_a_stack_skips_finished_cells_and_leaves_claimed_ones(tmp_path):
     cs = cells(configs("fitting", dtype="float32", extra=["train.steps=5"], seeds=(0,))[:3])
-
 
     held = sw.claim(tmp_path, cs[0])
     try:

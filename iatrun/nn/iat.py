@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from iatrun.errors import IatrunError
 from iatrun.nn import bases
 from iatrun.nn.activations import ACTIVATIONS, get_activation
-from iatrun.errors import IatrunError
 from iatrun.nn.exact import ExactIAT, check_exact
 
 METHODS = ("mesh", "exact")
@@ -114,7 +114,7 @@ class IAT(nn.Module):
         mesh_ratio: integer r ≥ 1; the mesh has M = r·n midpoints.
         sigma: registered point-wise nonlinearity (relu, tanh, sigmoid, identity, ...).
         method: ``"mesh"`` (the M-point midpoint rule, SPEC §1) or ``"exact"`` (σ = relu only:
-            roots of s_x and exact integrals, paper §4.3, see :mod:`iatrun.exact`). The mesh
+            roots of s_x and exact integrals, paper §4.3, see :mod:`iatrun.nn.exact`). The mesh
             buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
         kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"`` sparse
             products for each local side (a mesh point touches ≤ 3 of its basis functions), or

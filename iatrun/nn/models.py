@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from iatrun.errors import IatrunError
 from iatrun.nn.decoupled import DecoupledMLP

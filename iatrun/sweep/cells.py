@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from iatrun.errors import IatrunError
-from iatrun.files import read_json, remove_stages, stamp, staged_dir, unique_dir, write_json, write_text
+from iatrun.files import read_json, remove_stages, staged_dir, stamp, unique_dir, write_json, write_text
 from iatrun.results import check_run, save_result
 from iatrun.sweep.grid import Cell
 

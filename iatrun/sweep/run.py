@@ -45,7 +45,7 @@ from typing import Any
 
 from iatrun.batched import stack_signature
 from iatrun.errors import IatrunError
-from iatrun.sweep.cells import claimed, clear_cell, execute_cell, fail_cell, finish_cell, run_cell
+from iatrun.sweep.cells import claimed, clear_cell, execute_cell, finish_cell, run_cell
 from iatrun.sweep.grid import Cell
 from iatrun.tasks import make_task
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from scipy import integrate
 
-from iatrun.nn import bases
 from iatrun.errors import IatrunError
+from iatrun.nn import bases
 from iatrun.nn.exact import ExactIAT
-from iatrun.nn.pieces import EXACT, FOURIER_DEGREE, partition
 from iatrun.nn.iat import IAT
+from iatrun.nn.pieces import EXACT, FOURIER_DEGREE, partition
 
 NAMES = bases.BASES.names()
 CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from iatrun.nn.decoupled import DecoupledMLP, apply_pattern
 from iatrun.errors import IatrunError
+from iatrun.nn.decoupled import DecoupledMLP, apply_pattern
 from iatrun.nn.exact import ExactIAT
 from iatrun.nn.iat import IAT
 from iatrun.nn.models import build_model

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from iatrun.nn import bases
 from iatrun.errors import IatrunError
+from iatrun.nn import bases
 
 NAMES = ["rect", "pwl", "pwq", "fourier", "pwl-w", "rect-w"]
 FINE = torch.linspace(-1, 1, 400_001, dtype=torch.float64)
