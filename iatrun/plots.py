@@ -1,4 +1,9 @@
-"""Figures written into run and sweep folders (matplotlib, Agg backend, atomic writes)."""
+"""Figures written into run and sweep folders (matplotlib Figure objects, atomic PNG writes).
+
+Every figure is a bare :class:`matplotlib.figure.Figure`, never a pyplot one: importing this module
+neither imports ``matplotlib.pyplot`` nor switches the backend (a notebook keeps its own), and
+``Figure.savefig`` renders the PNG with the Agg canvas by itself.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,23 @@ import math
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
-
-from iatrun.files import atomic_path  # noqa: E402
+from iatrun.files import atomic_path
 
 # Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
 PLOT_POINTS = 2500
 
 
-def save(fig, path: Path, tight: bool = True) -> None:
-    """Save ``fig`` as a PNG atomically and close it.
+def save(fig: Figure, path: Path, tight: bool = True) -> None:
+    """Save ``fig`` as a PNG atomically (a bare Figure is not held by pyplot: nothing to close).
 
     ``tight`` crops to the drawn content, which costs a second draw; the figures written for every
     run and sweep cell set fixed margins instead (``tight=False``), since sweeps draw hundreds.
     """
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
-    plt.close(fig)
 
 
 def _thin(n: int) -> slice:
@@ -50,7 +52,8 @@ def _minor_log_labels(values) -> FuncFormatter | NullFormatter:
 
 def loss_plot(curve, path: Path, title: str = "") -> None:
     """Training loss against step, log scale."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.14)
     steps = [s for s, loss, _ in curve if math.isfinite(loss) and loss > 0]
     losses = [loss for _, loss, _ in curve if math.isfinite(loss) and loss > 0]
@@ -76,7 +79,8 @@ def prediction_plot(model, task, path: Path) -> None:
     x, y = x[keep], y[keep]
     with torch.no_grad():
         pred = model(x.to(p)[:, None])[:, 0].double().cpu()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[2, 1])
+    fig = Figure(figsize=(7, 5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     fig.subplots_adjust(left=0.12, right=0.97, top=0.97, bottom=0.1, hspace=0.08)
     top.plot(x, y, lw=1.5, label=f"target ({task.extra['target']})")
     top.plot(x, pred, lw=1, ls="--", label="model")
@@ -92,8 +96,9 @@ def prediction_plot(model, task, path: Path) -> None:
 def regions_plot(reg, path: Path, target=None, target_name: str = "", title: str = "") -> None:
     """A piecewise-linear network with its region boundaries (SPEC §7), and |A_r| per region below.
 
-    ``reg`` is an :class:`iatrun.regions.Regions`; ``target(x) -> y`` (arrays) is drawn beside the
-    network for fitting runs.
+    ``reg`` is an :class:`iatrun.analysis.regions.Regions` (used by its attributes only, so this module
+    needs nothing from ``analysis``); ``target(x) -> y`` (arrays) is drawn beside the network for
+    fitting runs.
     """
     import numpy as np
 
@@ -102,7 +107,8 @@ def regions_plot(reg, path: Path, target=None, target_name: str = "", title: str
     name = "x" if one_d else "t"
     ys = reg(bps)  # (R+1, o): the network is continuous, so its graph is this polyline
     ys[-1] = reg.slopes[-1] * bps[-1] + reg.intercepts[-1]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 5.5), sharex=True, height_ratios=[2, 1])
+    fig = Figure(figsize=(7.5, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     if target is not None:
         xs = np.linspace(bps[0], bps[-1], 4001)
         top.plot(xs, target(xs), lw=2.5, alpha=0.4, color="C1", label=f"target ({target_name})")
@@ -136,12 +142,14 @@ def bases_plot(n: int, path: Path) -> None:
     names = bases.BASES.names()
     cols = 3
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), sharex=True, squeeze=False)
+    fig = Figure(figsize=(4 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, sharex=True, squeeze=False)
+    viridis = matplotlib.colormaps["viridis"]
     t = torch.linspace(-1, 1, 4001, dtype=torch.float64)
     for ax, name in zip(axes.flat, names, strict=False):
         phi = (bases.evaluate(name, n, t) / bases.sup_norms(name, n)).numpy()  # (T, n)
         for i in range(n):
-            ax.plot(t.numpy(), phi[:, i], lw=1, color=plt.cm.viridis(i / max(n - 1, 1)))
+            ax.plot(t.numpy(), phi[:, i], lw=1, color=viridis(i / max(n - 1, 1)))
         props = bases.properties(name)
         tags = ", ".join(k.replace("_", " ") for k, v in props.items() if v) or "none of the four properties"
         ax.set_title(f"{name}  ({tags})", fontsize=9)
@@ -183,10 +191,12 @@ def pattern_plot(basis_in: str, n: int, seed: int, path: Path, curves: int = 7) 
     s = (xs @ phi.T).numpy()  # (K, T) state functions s_x(t) = Σ_i x_i φ_i(t)
     tn = t.numpy()
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True, height_ratios=[1, 1])
+    fig = Figure(figsize=(7.5, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1])
+    viridis = matplotlib.colormaps["viridis"]
     picks = np.linspace(0, len(taus) - 1, curves).round().astype(int)
     for c, k in enumerate(picks):
-        color = plt.cm.viridis(c / max(curves - 1, 1))
+        color = viridis(c / max(curves - 1, 1))
         top.plot(tn, s[k], lw=1, color=color, label=f"τ = {taus[k]:.2f}")
         roots = _sign_roots(tn, s[k])
         top.plot(roots, np.zeros_like(roots), "o", ms=4, color=color, mec="k", mew=0.5)

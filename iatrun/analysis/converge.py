@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
+from iatrun.files import write_text
 from iatrun.nn.exact import ExactIAT
 from iatrun.nn.iat import IAT
 
@@ -38,3 +40,24 @@ def fitted_order(ms: list[int], errs: list[float]) -> float:
     lx, ly = (torch.tensor(v, dtype=torch.float64) for v in zip(*pts, strict=True))
     lx = lx - lx.mean()
     return float(-(lx * (ly - ly.mean())).sum() / (lx * lx).sum())
+
+
+def write_convergence(ms: list[int], errs: list[float], order: float, path: Path, title: str) -> None:
+    """Write ``path`` (the log–log plot with an M⁻² guide) and the CSV of every point beside it."""
+    from matplotlib.figure import Figure
+
+    from iatrun import plots
+
+    rows = "".join(f"{m},{e!r}\n" for m, e in zip(ms, errs, strict=True))
+    write_text(path.with_suffix(".csv"), "M,rel_error\n" + rows)
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
+    ax.loglog(ms, errs, ".", ms=3, label="‖T_M − T‖ / ‖T‖")
+    ref = [errs[-1] * (ms[-1] / m) ** 2 for m in ms]  # M⁻² through the last point
+    ax.loglog(ms, ref, "--", lw=1, color="gray", label="M⁻²")
+    ax.set_xlabel("mesh size M")
+    ax.set_ylabel("relative error")
+    ax.set_title(f"{title}: fitted order {order:.2f}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    plots.save(fig, path)

@@ -7,8 +7,8 @@ sign is closed-form. Walking the layers in order and splitting the pieces at tho
 exact regions of constant activation pattern and, on each, the network's affine map
 y = A_r·u + c_r (the "atomic" representation). Everything is computed in float64 with NumPy.
 
-The blog's construction (SPEC §7) is here too: N segments through given points as one hidden layer
-of N relus, written as a run folder that ``iatrun regions`` and :func:`iatrun.load_run` accept.
+The regions of a run folder (``iatrun regions``) are at the end: loading it, choosing the interval,
+and writing regions.csv and regions.png into it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +93,7 @@ class Regions:
 
     @property
     def num_regions(self) -> int:
+        """R, the number of linear regions."""
         return len(self.slopes)
 
     @property
@@ -235,108 +235,6 @@ def summarize(model, a: float = -1.0, b: float = 1.0) -> dict[str, float | int]:
         "lipschitz_bound": r.lipschitz_bound,
         "lipschitz_ratio": r.lipschitz_ratio,
     }
-
-
-# --- the blog's construction -------------------------------------------------------------------
-
-
-def construct_parameters(points) -> dict[str, Any]:
-    """One hidden layer of N relus for N segments (SPEC §7, the blog post).
-
-    relu_k(x) = relu(x − x_{k−1}) (weight 1, bias −x_{k−1}); the output weights are the successive
-    slope changes m_1, m_2 − m_1, ..., and the output bias is f(x_0).
-    """
-    from iatrun.tasks import parse_points
-
-    p = parse_points(points).numpy()  # (N+1, 2), strictly increasing x
-    x, y = p[:, 0], p[:, 1]
-    slopes = np.diff(y) / np.diff(x)  # (N,) m_k of segment k
-    changes = np.diff(slopes, prepend=0.0)  # (N,) m_1, m_2 − m_1, ...
-    return {
-        "hidden_bias": [float(-v) + 0.0 for v in x[:-1]],  # + 0.0 turns -0.0 into 0.0
-        "hidden_weight": [1.0] * (len(x) - 1),
-        "output_weight": [float(v) + 0.0 for v in changes],
-        "output_bias": float(y[0]) + 0.0,
-    }
-
-
-def construct_config(points) -> dict[str, Any]:
-    """The run config of a constructed network: a relu model on the piecewise_linear fitting task."""
-    from iatrun.tasks import parse_points
-
-    pts = parse_points(points).tolist()
-    return {
-        "model": {"kind": "relu", "width": len(pts) - 1, "depth": 1, "norm": "none"},
-        "task": {
-            "name": "fitting",
-            "seed": 0,
-            "target": "piecewise_linear",
-            "n_train": 1000,
-            "holdout_factor": 10,
-            "piecewise_linear": {"points": pts},
-        },
-        "seed": 0,
-        "device": "cpu",
-        "dtype": "float64",
-        "method": "construct",  # not trained: weights set by hand (iatrun construct)
-    }
-
-
-def construct_model(points):
-    """The constructed network as a float64 relu MLP of width N and depth 1."""
-    import torch
-
-    from iatrun.nn.models import build_model
-
-    params = construct_parameters(points)
-    n = len(params["hidden_bias"])
-    model = build_model("relu", 1, n, 1, 1, seed=0).double()
-    with torch.no_grad():
-        model.linears[0].weight.copy_(torch.tensor(params["hidden_weight"], dtype=torch.float64)[:, None])
-        model.linears[0].bias.copy_(torch.tensor(params["hidden_bias"], dtype=torch.float64))
-        model.linears[1].weight.copy_(torch.tensor(params["output_weight"], dtype=torch.float64)[None, :])
-        model.linears[1].bias.fill_(params["output_bias"])
-    return model.eval()
-
-
-def default_construct_dir(n: int, results_dir: str | Path = "results") -> Path:
-    """``<results_dir>/runs/<YYYYmmdd-HHMMSS>-construct-relu-N<n>`` (suffixed -2, -3, ... on a clash)."""
-    root = Path(results_dir) / "runs"
-    base = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-construct-relu-N{n}"
-    for i in range(1, 1000):
-        path = root / (base if i == 1 else f"{base}-{i}")
-        if not path.exists():
-            return path
-    raise IatrunError(f"too many runs named {base} in {root}")
-
-
-def save_construct(points, out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
-    """Build the construction and write it as a complete run folder; return (parameters, folder).
-
-    The folder holds config.yaml, model.pt, metrics.json (with the fitting-task errors of the
-    construction) and appears complete in one rename (:func:`iatrun.results.staged_dir`).
-    """
-    import torch
-    import yaml
-
-    from iatrun.files import atomic_path, check_new_dir, staged_dir, write_json, write_text
-    from iatrun.tasks import make_task
-
-    params = construct_parameters(points)
-    cfg = construct_config(points)
-    folder = check_new_dir(Path(out)) if out is not None else default_construct_dir(cfg["model"]["width"])
-    cfg["out"] = str(folder)
-    model = construct_model(points)
-    task = make_task(cfg["task"])
-    metrics = {"status": "ok", "method": "construct", "steps_done": 0, **task.evaluate(model)}
-    metrics["num_params"] = sum(p.numel() for p in model.parameters())
-    with staged_dir(folder) as stage:
-        write_text(stage / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        with atomic_path(stage / "model.pt") as tmp:
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            torch.save({"state_dict": state, "config": cfg, "dims": {"d": 1, "o": 1}}, tmp)
-        write_json(stage / "metrics.json", metrics)  # last: its presence means complete
-    return params, folder
 
 
 # --- regions of a run folder -------------------------------------------------------------------

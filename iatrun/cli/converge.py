@@ -28,8 +28,8 @@ def converge(
 
     T is the exact layer (ψ normalised by the exact ∫|ψ|); T_M is the mesh layer as trained.
     """
+    from iatrun.analysis.converge import convergence, write_convergence
     from iatrun.errors import IatrunError
-    from iatrun.analysis.converge import convergence
 
     for name, value in (("n", n), ("r-max", r_max), ("samples", samples)):
         if value < 1:
@@ -38,7 +38,7 @@ def converge(
     ms, errs, order = convergence(basis_in, basis_out, n=n, ratios=ratios, samples=samples, seed=seed)
     out = Path(out) if out else Path("results") / "converge" / f"{basis_in}-{basis_out}-n{n}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write(ms, errs, order, out, f"{basis_in} → {basis_out}, n = {n}")
+    write_convergence(ms, errs, order, out, f"{basis_in} → {basis_out}, n = {n}")
     if not quiet:
         print("       M   rel. error")
         for m, e in zip(ms, errs, strict=True):
@@ -47,22 +47,3 @@ def converge(
                 print(f"{m:8d}   {e:.3e}")
     print(f"fitted order: {order:.2f}  (error ∝ M^-{order:.2f}; SPEC §4 expects 2 on smooth pieces)")
     print(f"wrote {out} and {out.with_suffix('.csv')}")
-
-
-def _write(ms: list[int], errs: list[float], order: float, path: Path, title: str) -> None:
-    """The CSV of every point and the log–log plot with an M⁻² guide."""
-    from iatrun import plots
-    from iatrun.files import write_text
-
-    rows = "".join(f"{m},{e!r}\n" for m, e in zip(ms, errs, strict=True))
-    write_text(path.with_suffix(".csv"), "M,rel_error\n" + rows)
-    fig, ax = plots.plt.subplots(figsize=(5.5, 4))
-    ax.loglog(ms, errs, ".", ms=3, label="‖T_M − T‖ / ‖T‖")
-    ref = [errs[-1] * (ms[-1] / m) ** 2 for m in ms]
-    ax.loglog(ms, ref, "--", lw=1, color="gray", label="M⁻²")
-    ax.set_xlabel("mesh size M")
-    ax.set_ylabel("relative error")
-    ax.set_title(f"{title}: fitted order {order:.2f}", fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    plots.save(fig, path)

@@ -97,7 +97,7 @@ def construct(
     as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as one JSON object.")] = False,
 ) -> None:
     """The blog's network: N relus in one hidden layer through N+1 points, saved as a run folder."""
-    from iatrun.analysis.regions import save_construct
+    from iatrun.analysis.construct import save_construct
 
     params, folder = save_construct(parse_points_text(points), out)
     if as_json:

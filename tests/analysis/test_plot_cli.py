@@ -48,16 +48,3 @@ def test_plot_errors_are_one_line(tmp_path, monkeypatch, args, needle):
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error:") and needle in res.output, res.output
     assert list(tmp_path.iterdir()) == []
-
-
-def test_loss_plot_minor_labels_fill_in_where_powers_of_ten_are_few():
-    from matplotlib.ticker import NullFormatter
-
-    from iatrun.plots import _minor_log_labels
-
-    assert isinstance(_minor_log_labels([1e-4, 0.5]), NullFormatter)  # 1e-3 … 0.1: majors suffice
-    one = _minor_log_labels([0.03, 0.7])  # only 0.1 is a power of ten inside
-    assert [one(v, None) for v in (0.02, 0.03, 0.05, 0.2, 0.3)] == ["0.02", "", "0.05", "0.2", ""]
-    none = _minor_log_labels([0.13, 0.7])  # no power of ten inside: label every minor tick
-    assert [none(v, None) for v in (0.2, 0.3, 0.7)] == ["0.2", "0.3", "0.7"]
-    assert isinstance(_minor_log_labels([]), NullFormatter)

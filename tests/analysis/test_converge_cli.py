@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from iatrun.cli import app
 from iatrun.analysis.converge import convergence, fitted_order
+from iatrun.cli import app
 
 
 def test_fitted_order_of_a_power_law():

@@ -4,17 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from iatrun.analysis.construct import construct_model, construct_parameters
+from iatrun.analysis.regions import network_layers, regions, segment_regions, summarize
 from iatrun.errors import IatrunError
 from iatrun.nn.iat import IAT
 from iatrun.nn.models import build_model
-from iatrun.analysis.regions import (
-    construct_model,
-    construct_parameters,
-    network_layers,
-    regions,
-    segment_regions,
-    summarize,
-)
 
 BLOG = [(-1, -1), (-0.5, 1), (0, -1), (1, 0)]
 
