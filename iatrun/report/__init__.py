@@ -1,0 +1,1 @@
+"""The sweep report: collect (cells.csv), tables, claims, figures, and build (report.md)."""

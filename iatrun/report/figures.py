@@ -6,8 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-from iatrun.plots import plt, save
+from iatrun.plots import save
+from iatrun.results import read_curve
+from iatrun.sweep.cells import cell_dir
 
 
 def heatmap(ours: pd.DataFrame, theirs: pd.DataFrame, task: str, higher_better: bool, path: Path) -> None:
@@ -17,8 +21,9 @@ def heatmap(ours: pd.DataFrame, theirs: pd.DataFrame, task: str, higher_better: 
     a, b = tr(theirs.values.astype(float)), tr(ours.values.astype(float))
     both = np.concatenate([a[np.isfinite(a)], b[np.isfinite(b)]])
     vmin, vmax = (both.min(), both.max()) if both.size else (0, 1)
-    cmap = "viridis" if higher_better else "viridis_r"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    cmap = colormaps["viridis" if higher_better else "viridis_r"]
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, vals, title in ((axes[0], a, "paper"), (axes[1], b, "iatrun")):
         im = ax.imshow(vals, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_xticks(range(len(ours.columns)), ours.columns, rotation=45)
@@ -42,13 +47,6 @@ def heatmap(ours: pd.DataFrame, theirs: pd.DataFrame, task: str, higher_better: 
     save(fig, path)
 
 
-def _curve(sweep_dir: Path, key: str) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(Path(sweep_dir) / "cells" / key / "curve.csv")
-    except (OSError, ValueError):
-        return None
-
-
 def curves(df: pd.DataFrame, sweep_dir: Path, task: str, main: tuple[str, bool], path: Path) -> bool:
     """Loss curves (first seed) of the two best and two worst IAT pairs and of relu."""
     metric, higher = main
@@ -62,13 +60,14 @@ def curves(df: pd.DataFrame, sweep_dir: Path, task: str, main: tuple[str, bool],
     picks += list(ok[ok["model"] == "relu"].itertuples())
     if not picks:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     seen = set()
     for r in picks:
         if r.key in seen:
             continue
         seen.add(r.key)
-        c = _curve(sweep_dir, r.key)
+        c = read_curve(cell_dir(sweep_dir, r.key))
         if c is None:
             continue
         label = "relu" if r.model == "relu" else f"{r.basis_in}/{r.basis_out}"
@@ -88,7 +87,8 @@ def mesh(table: pd.DataFrame, path: Path) -> None:
     tasks = sorted(table["task"].unique())
     has_regions = "num_regions" in table and table["num_regions"].notna().any()
     ncols = len(tasks) + (1 if has_regions else 0)
-    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 3.8), squeeze=False)
+    fig = Figure(figsize=(5 * ncols, 3.8))
+    axes = fig.subplots(1, ncols, squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sub = table[table["task"] == task]
         for pair, g in sub.groupby("pair"):

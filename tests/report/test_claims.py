@@ -1,0 +1,139 @@
+"""The claims logic on hand-made cell results."""
+
+import numpy as np
+import pytest
+import torch
+from _synthetic import BASES6, cells, mesh_sweep, variant_sweep
+
+from iatrun.nn import bases
+from iatrun.report import claims
+
+
+def by_number(verdicts):
+    return {int(v.claim.split(".")[0]): v.verdict for v in verdicts}
+
+
+def test_claims_hold_on_a_paper_like_sweep():
+    zero = {"fourier", "pwl-w", "rect-w"}
+
+    def acc(bi, bo, s):
+        a = (
+            85
+            + (6 if bi in zero else 0)
+            + (3 if bi == "fourier" else 0)
+            + (2 if bo in ("rect", "pwl", "pwq") else 0)
+        )
+        return 90.0 if (bi, bo) == ("rect", "rect") else a + 0.1 * s
+
+    def mse(bi, bo, s):
+        m = 1e-4 * (0.5 if bi == "fourier" else 1.0) * (1.0 if bo in ("rect", "pwl", "pwq") else 3.0)
+        return 1e-3 if (bi, bo) == ("rect", "rect") else m * (1 + 0.01 * s)
+
+    v = by_number(claims.claims(cells(acc, mse)))
+    assert v == {
+        1: "holds",
+        2: "holds",
+        3: "holds",
+        4: "holds",
+        5: "holds",
+        6: "inconclusive",
+        7: "holds",
+        8: "holds",
+    }
+
+
+def test_claims_fail_and_inconclusive():
+    # local rows clearly better on memorisation: claim 2 fails
+    df = cells(lambda bi, bo, s: 95.0 if bi in ("rect", "pwl", "pwq") else 80.0, lambda bi, bo, s: 1e-3)
+    assert by_number(claims.claims(df))[2] == "fails"
+    # a tiny difference drowned in seed noise: inconclusive
+    rng = np.random.default_rng(1)
+    noise = {(bi, s): rng.normal(0, 3) for bi in BASES6 for s in range(3)}
+    df = cells(
+        lambda bi, bo, s: 85.0 + (0.1 if bi == "fourier" else 0) + noise[(bi, s)], lambda bi, bo, s: 1e-3
+    )
+    assert by_number(claims.claims(df))[2] == "inconclusive"
+
+
+def test_decide_rules():
+    assert claims.decide([1.0, 1.1, 0.9]) == "holds"
+    assert claims.decide([-1.0, -1.1, -0.9]) == "fails"
+    assert claims.decide([1.0, -0.5, 0.2]) == "inconclusive"
+    assert claims.decide([0.01, 5.0]) == "inconclusive"  # same sign but within two standard errors
+    assert claims.decide([0.3]) == "holds" and claims.decide([]) == "inconclusive"
+    assert claims.combine(["holds", "inconclusive"]) == "inconclusive"
+    assert claims.combine(["holds", "fails"]) == "fails"
+
+
+def test_mesh_claim_from_a_mesh_sweep():
+    assert claims.claim_mesh_ratio(mesh_sweep()).verdict == "holds"
+
+
+def test_exact_and_decoupled_variants():
+    verdicts = {v.claim.split(" ")[0]: v.verdict for v in claims.variant_verdicts(variant_sweep())}
+    assert verdicts == {"Exact": "holds", "Decoupling": "fails"}
+
+
+def test_basis_groups_and_their_statistic_texts():
+    assert claims.local_bases() == ["rect", "pwl", "pwq"]
+    assert claims.zero_integral_bases() == ["fourier", "pwl-w", "rect-w"]
+    assert claims.wavelet_bases() == ["pwl-w", "rect-w"]
+    texts = {
+        int(v.claim.split(".")[0]): v.statistic
+        for v in claims.claims(cells(lambda *_: 85.0, lambda *_: 1e-3))
+    }
+    assert texts[2] == "mean accuracy of rows fourier, pwl-w, rect-w − rows rect, pwl, pwq"
+    assert texts[5] == "mean score of columns rect, pwl, pwq − columns pwl-w, rect-w"
+
+
+def _flat(n, t):
+    return torch.ones(len(t), n, dtype=t.dtype)
+
+
+@pytest.fixture
+def new_bases():
+    """A local basis and a wavelet (local, zero-integral) registered for one test."""
+    bases.register_basis(
+        "test-local", continuous=True, smooth=True, global_=False, zero_integral=False, sup_norm=1.0
+    )(_flat)
+    bases.register_basis(
+        "test-wave", continuous=True, smooth=True, global_=False, zero_integral=True, sup_norm=1.0
+    )(_flat)
+    try:
+        yield ["test-local", "test-wave"]
+    finally:
+        bases.BASES.remove("test-local")
+        bases.BASES.remove("test-wave")
+
+
+def test_a_newly_registered_basis_is_counted_in_its_groups(new_bases):
+    assert "test-local" in claims.local_bases() and "test-local" not in claims.zero_integral_bases()
+    assert "test-wave" in claims.zero_integral_bases() and "test-wave" in claims.wavelet_bases()
+    assert "test-wave" not in claims.local_bases()
+
+    # Only the new bases differ: the test-wave row memorises better, the test-local column scores
+    # better on both tasks. Claims 2 and 5 hold only if the new bases are counted.
+    def acc(bi, bo, s):
+        return 85.0 + (10.0 if bi == "test-wave" else 0.0) + (5.0 if bo == "test-local" else 0.0)
+
+    def mse(bi, bo, s):
+        return 1e-4 if bo == "test-local" else 1e-3
+
+    verdicts = {
+        int(v.claim.split(".")[0]): v for v in claims.claims(cells(acc, mse, bases=BASES6 + new_bases))
+    }
+    assert verdicts[2].verdict == "holds" and verdicts[5].verdict == "holds"
+    assert verdicts[2].statistic == (
+        "mean accuracy of rows fourier, pwl-w, rect-w, test-wave − rows rect, pwl, pwq, test-local"
+    )
+    assert verdicts[5].statistic == (
+        "mean score of columns rect, pwl, pwq, test-local − columns pwl-w, rect-w, test-wave"
+    )
+    assert verdicts[2].ours == "memorization: mean +2.5 over 3 seed(s)"  # 10 on one of four rows
+
+
+def test_without_the_new_bases_those_sweeps_show_no_difference():
+    # the same sweep over the six paper bases only: every row and column alike
+    df = cells(lambda *_: 85.0, lambda *_: 1e-3)
+    verdicts = by_number(claims.claims(df))
+    assert verdicts[2] == "inconclusive" and verdicts[5] == "inconclusive"

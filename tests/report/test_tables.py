@@ -1,0 +1,46 @@
+"""The report's tables on hand-made cell results."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from _synthetic import BASES6, cells, mesh_sweep, variant_sweep
+
+from iatrun.report import tables
+
+
+def test_pair_table_is_in_the_paper_layout_with_mean_and_std():
+    df = cells(lambda bi, bo, s: 80 + BASES6.index(bi) + s, lambda bi, bo, s: 1e-3)
+    mean = tables.pair_table(df, "memorization", "accuracy_pct")
+    std = tables.pair_table(df, "memorization", "accuracy_pct", "std")
+    assert list(mean.index) == BASES6 and list(mean.columns) == BASES6
+    assert mean.loc["pwq", "rect"] == pytest.approx(83.0)  # 80 + 2 + mean(0, 1, 2)
+    assert std.loc["pwq", "rect"] == pytest.approx(1.0)
+    base = tables.baselines_table(df)
+    assert base.loc["relu", "memorization_accuracy_pct"] == 90.0 and base.loc["tanh", "fitting_mse"] == 4e-6
+
+
+def test_spearman_against_itself_and_reversed():
+    t = pd.DataFrame(np.arange(36.0).reshape(6, 6), index=BASES6, columns=BASES6)
+    assert tables.spearman(t, t) == pytest.approx(1.0)
+    assert tables.spearman(-t, t) == pytest.approx(-1.0)
+
+
+def test_mesh_table_from_a_mesh_sweep():
+    table = tables.mesh_table(mesh_sweep())
+    assert sorted(table["mesh_ratio"].unique()) == [1, 2, 4, 8, 16]
+
+
+def test_main_mesh_ratio_is_the_iat_models_default_when_present():
+    assert tables.default_mesh_ratio() == 4
+    df = mesh_sweep()
+    assert tables.main_mesh_ratio(df) == 4
+    # without the default, the most common ratio
+    assert tables.main_mesh_ratio(df[df["mesh_ratio"] != 4].iloc[:-1]) == 1
+    assert tables.main_mesh_ratio(df.iloc[:0]) is None
+
+
+def test_variant_table_has_each_pair_and_variant():
+    table = tables.variant_table(variant_sweep())
+    assert set(table["variant"]) == {"iat-mesh", "iat-exact", "decoupled-exact"}
+    row = table[(table["pair"] == "pwl/pwq") & (table["variant"] == "iat-exact")].iloc[0]
+    assert row["mean"] == pytest.approx(5e-3 * 1.05) and row["seeds"] == 3
