@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from iatrun.errors import IatrunError
 
@@ -26,26 +25,19 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in path.glob("*.yaml")) if path.is_dir() else []
 
 
-def _keys(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, dict):
-        out = []
-        for k, v in node.items():
-            out += _keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-        return out
-    return []
-
-
 def compose(overrides: Sequence[str] = (), user_dir: str | Path | None = None, name: str = "config") -> dict:
-    """Compose ``name`` with Hydra ``overrides``; return the fully resolved config as a dict.
+    """Compose ``name`` with Hydra ``overrides``; return the typed, validated config as a plain dict.
 
     ``user_dir`` is searched before the packaged configs, so a user's files add or shadow ours.
-    Group choices (``task=...``) go through Hydra's composition, which is cached; value overrides
-    (``train.lr=...``) are then parsed by Hydra's override grammar and applied to a copy, as Hydra
-    itself applies them after composing. Every failure becomes a one-line IatrunError.
+    Group choices (``task=...``) go through Hydra's composition, which is cached; the result is
+    merged onto the schema of its task and model kind (:mod:`iatrun.schema`), then value overrides
+    (``train.lr=...``) are parsed by Hydra's override grammar and applied to the typed config, and
+    :func:`iatrun.schema.validate` checks every value. Every failure becomes a one-line IatrunError.
     """
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from iatrun import schema
 
     overrides = list(overrides)
     user = None
@@ -61,41 +53,69 @@ def compose(overrides: Sequence[str] = (), user_dir: str | Path | None = None, n
         if _bare(p.key_or_group) in groups or p.key_or_group.startswith("hydra")
     )
     base = _compose_groups(group_ov, str(user) if user else None, name)
-    cfg = OmegaConf.create(base)
-    OmegaConf.set_struct(cfg, True)
     try:
+        cfg = schema.typed(base)
         for o, p in zip(overrides, parsed):
-            key = p.key_or_group
-            if o in group_ov:
-                continue
-            if p.is_sweep_override():
-                raise IatrunError(f"override {o!r} is a sweep; use `iatrun sweep` for several values")
-            if p.is_delete():
-                with _open(cfg):
-                    parent, _, leaf = key.rpartition(".")
-                    node = OmegaConf.select(cfg, parent) if parent else cfg
-                    if node is None or leaf not in node:
-                        raise IatrunError(_unknown_key(key, list(group_ov), user))
-                    del node[leaf]
-                continue
-            value = p.value()
-            if p.is_add() or p.is_force_add():
-                if p.is_add() and OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
-                    raise IatrunError(f"cannot add {key!r}: it already exists (use {key}=... to override it)")
-                with _open(cfg):
-                    OmegaConf.update(cfg, key, value, merge=False)
-            else:
-                if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-                    raise IatrunError(_unknown_key(key, list(group_ov), user))
-                OmegaConf.update(cfg, key, value, merge=False)
-        return OmegaConf.to_container(cfg, resolve=True)
+            if o not in group_ov:
+                _apply(cfg, o, p)
+        out = schema.to_plain(cfg)
     except HydraException as e:
         raise IatrunError(f"bad override: {_one_line(e)}") from None
     except OmegaConfBaseException as e:
         raise IatrunError(f"bad config: {_one_line(e)}") from None
+    schema.validate(out)
+    return out
 
 
-_MISSING = object()
+def _lookup(cfg, key: str):
+    """``(holder, leaf, state)``: the node that holds (or would hold) ``key``'s next part, and
+    ``"set"`` (the key exists), ``"free"`` (it may be added: a free-form section) or ``"none"``."""
+    from omegaconf import DictConfig
+
+    from iatrun.schema import has, is_free
+
+    *path, last = key.split(".")
+    node = cfg
+    for part in path:
+        if not has(node, part):
+            return node, part, "free" if is_free(node) else "none"
+        child = node._get_node(part)
+        if not isinstance(child, DictConfig) or child._is_missing():  # a value, or an unset section
+            return node, part, "free" if is_free(child) else "none"
+        node = child
+    return node, last, "set" if has(node, last) else ("free" if is_free(node) else "none")
+
+
+def _apply(cfg, o: str, p) -> None:
+    """Apply one value override to the typed config ``cfg`` (struct mode)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    from iatrun.schema import has, is_free, type_error, unknown_key
+
+    key = p.key_or_group
+    if p.is_sweep_override():
+        raise IatrunError(f"override {o!r} is a sweep; use `iatrun sweep` for several values")
+    holder, leaf, state = _lookup(cfg, key)
+    adding = p.is_add() or p.is_force_add()
+    if state == "none" or (state == "free" and not adding):
+        raise IatrunError(unknown_key(cfg, key, adding=adding))
+    if p.is_delete():
+        if not is_free(holder):
+            raise IatrunError(f"cannot delete {key!r}: it is a key of the config schema; set it instead")
+        with _open(cfg):
+            del holder[leaf]
+        return
+    value = p.value()
+    if state == "set" and p.is_add() and not OmegaConf.is_missing(holder, leaf):
+        raise IatrunError(f"cannot add {key!r}: it already exists (use {key}=... to override it)")
+    try:
+        with _open(cfg):
+            if state == "free" and has(holder, leaf):  # an unset free-form section
+                holder[leaf] = {}
+            OmegaConf.update(cfg, key, value, merge=False)
+    except ValidationError as e:
+        raise IatrunError(type_error(cfg, e.full_key or key, value)) from None
 
 
 class _open:
@@ -169,24 +189,6 @@ def _compose_groups(group_overrides: tuple[str, ...], user_dir: str | None, name
         raise IatrunError(f"bad config: {_one_line(e)}") from None
     finally:
         GlobalHydra.instance().clear()
-
-
-def _unknown_key(key: str, group_overrides: list[str], user: Path | None = None) -> str:
-    """Explain an override of a key that does not exist, listing the keys that do."""
-    base = _compose_groups(tuple(group_overrides), str(user) if user else None, "config")
-    known = _keys(base)
-    section = key.rsplit(".", 1)[0] if "." in key else ""
-    near = [k for k in known if k.startswith(section + ".")] if section else known
-    if section == "model" and "kind" in base.get("model", {}):
-        return (
-            f"model {base['model']['kind']!r} has no option {key.split('.', 1)[1]!r} "
-            f"(its keys: {', '.join(k.split('.', 1)[1] for k in near)})"
-        )
-    import difflib
-
-    hint = difflib.get_close_matches(key, known, n=1)
-    tip = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"unknown config key {key!r} (known: {', '.join(near)}){tip}"
 
 
 def to_yaml(cfg: dict) -> str:

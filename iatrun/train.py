@@ -19,6 +19,7 @@ import torch
 
 from iatrun.errors import IatrunError
 from iatrun.nn.models import model_from_config
+from iatrun.schema import validate_train
 from iatrun.tasks import TaskData, make_task
 
 # A step whose loss rises by more than this fraction over the previous step counts as a jump.
@@ -69,29 +70,9 @@ def loss_jumps(losses: list[float], threshold: float = JUMP_THRESHOLD) -> tuple[
     return count, total
 
 
-def check_train(t: Mapping[str, Any]) -> None:
-    """Raise IatrunError naming the first bad value of a ``train`` section."""
-    steps = t.get("steps")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise IatrunError(f"train.steps must be an integer >= 1, got {steps!r}")
-    lr = t.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        raise IatrunError(f"train.lr must be a positive number, got {lr!r}")
-    bs = t.get("batch_size")
-    if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
-        raise IatrunError(f"train.batch_size must be null (full batch) or an integer >= 1, got {bs!r}")
-    if t.get("schedule", "constant") not in SCHEDULES:
-        raise IatrunError(f"unknown train.schedule {t.get('schedule')!r} (known: {', '.join(SCHEDULES)})")
-    if t.get("optimizer", "adam") != "adam":
-        raise IatrunError(f"unknown train.optimizer {t.get('optimizer')!r} (known: adam)")
-    every = t.get("log_every", 1)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise IatrunError(f"train.log_every must be an integer >= 1, got {every!r}")
-
-
 def prepare(cfg: Mapping[str, Any]) -> tuple[TaskData, torch.nn.Module, torch.device, torch.dtype]:
     """Validate the config and build task data and model; raises IatrunError before any work."""
-    check_train(cfg["train"])
+    validate_train(cfg["train"])
     device, dtype = resolve_device(str(cfg.get("device", "auto"))), resolve_dtype(str(cfg.get("dtype")))
     task = make_task(cfg["task"])
     model = model_from_config(cfg, d=task.d, o=task.o)

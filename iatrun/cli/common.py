@@ -22,6 +22,33 @@ def conf_default(group_file: str, key: str) -> str:
     return str(data.get(key, "from config"))
 
 
+class _Later(str):
+    """A help-text default computed only when the help is shown: a model option's default comes from
+    its builder's signature, and reading it imports torch, which ``iatrun`` should not pay at start."""
+
+    def __new__(cls, compute):
+        obj = super().__new__(cls, "from config")
+        obj._compute = compute
+        return obj
+
+    def __str__(self) -> str:
+        return str(self._compute())
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def model_default(kind: str, key: str) -> str:
+    """A model option's default for ``--help`` (``iatrun.schema.model_defaults``), read when shown."""
+
+    def compute():
+        from iatrun.schema import model_defaults
+
+        return model_defaults(kind).get(key, "from config")
+
+    return _Later(compute)
+
+
 def flag_overrides(pairs: list[tuple[str, object]], explicit: list[str]) -> list[str]:
     """Turn given flags into Hydra overrides, placed before the explicit ones.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from iatrun.cli.common import conf_default, flag_overrides, interactive
+from iatrun.cli.common import conf_default, flag_overrides, interactive, model_default
 
 app = typer.Typer()
 
@@ -21,20 +21,20 @@ def fit(
     basis_in: str = typer.Option(
         None,
         help="IAT input basis φ (iatrun list bases).",
-        show_default=conf_default("model/iat.yaml", "basis_in"),
+        show_default=model_default("iat", "basis_in"),
     ),
     basis_out: str = typer.Option(
-        None, help="IAT output basis ψ.", show_default=conf_default("model/iat.yaml", "basis_out")
+        None, help="IAT output basis ψ.", show_default=model_default("iat", "basis_out")
     ),
     mesh_ratio: int = typer.Option(
         None,
         help="IAT mesh ratio r (M = r·width).",
-        show_default=conf_default("model/iat.yaml", "mesh_ratio"),
+        show_default=model_default("iat", "mesh_ratio"),
     ),
     method: str = typer.Option(
         None,
         help="IAT evaluation: mesh (M-point rule) or exact (roots).",
-        show_default=conf_default("model/iat.yaml", "method"),
+        show_default=model_default("iat", "method"),
     ),
     width: int = typer.Option(
         None, help="Hidden width n.", show_default="per task: fitting 128, memorization 64"

@@ -38,10 +38,19 @@ def _simple(title: str, names: list[str]) -> None:
 
 @app.command("models")
 def models() -> None:
-    """Model kinds for ``--model``."""
-    from iatrun.nn.models import MODELS
+    """Model kinds for ``--model``, with their options (``model.KEY=VALUE``), types and defaults.
 
-    _simple("model", MODELS.names())
+    A model option's default is its builder's keyword default (``iatrun.nn.models``).
+    """
+    from iatrun.nn.models import MODELS
+    from iatrun.schema import model_table
+
+    t = Table("model", "option", "type", "default")
+    for kind in MODELS.names():
+        for i, (option, type_name, default) in enumerate(model_table(kind)):
+            t.add_row(kind if i == 0 else "", option, type_name, escape(default))
+        t.add_section()
+    Console().print(t)
 
 
 @app.command("tasks")

@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 
 from iatrun.cli.common import interactive
+from iatrun.sweep.launch import launcher_names
 
 app = typer.Typer()
-
-LAUNCHERS = ("none", "submitit_local", "submitit_slurm")
 
 
 @app.command()
@@ -35,7 +34,10 @@ def sweep(
     stack_size: int = typer.Option(
         None, min=1, help="Most cells per batched stack.", show_default="activations under 1 GiB"
     ),
-    launcher: str = typer.Option("none", help="none | submitit_local | submitit_slurm (conf/launcher/)."),
+    launcher: str = typer.Option(
+        "none",
+        help=f"none | {' | '.join(launcher_names())} (conf/launcher/) or one in --config-dir/launcher/.",
+    ),
     force: bool = typer.Option(False, "--force", help="Rerun every cell, finished ones included."),
     device: str = typer.Option(None, help="auto | cpu | cuda for every cell.", show_default="from config"),
     config_dir: Path = typer.Option(
@@ -45,16 +47,19 @@ def sweep(
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
     from iatrun.errors import IatrunError
-    from iatrun.sweep import cells, grid as grids, launch, run
+    from iatrun.sweep import cells, launch, run
+    from iatrun.sweep import grid as grids
 
     overrides = list(overrides or [])
     launch_over = {}
     for o in [o for o in overrides if o.startswith("launcher.")]:
-        k, _, v = o.partition("=")
+        k, eq, v = o.partition("=")
+        if not eq or not k.split(".", 1)[1]:
+            raise IatrunError(f"launcher override {o!r} needs the form launcher.KEY=VALUE")
         launch_over[k.split(".", 1)[1]] = _yaml_value(v)
         overrides.remove(o)
-    if launcher not in LAUNCHERS:
-        raise IatrunError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
+    if launcher != "none":
+        launch.launcher_path(launcher, config_dir)  # an unknown launcher name: refused here
     if launcher != "none" and jobs > 1:
         raise IatrunError("--jobs and --launcher cannot be combined (the launcher sets parallelism)")
     if engine not in run.ENGINES:
@@ -64,7 +69,7 @@ def sweep(
             "--engine batched runs stacks in this process or its --jobs workers, not a --launcher"
         )
     if launch_over and launcher == "none":
-        raise IatrunError("launcher.* overrides need --launcher submitit_local or submitit_slurm")
+        raise IatrunError("launcher.* overrides need --launcher (e.g. submitit_local or submitit_slurm)")
     launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
     spec = grids.load_grid(grid, config_dir)
     cell_overrides = overrides + ([f"device={device}"] if device else [])
@@ -154,7 +159,8 @@ def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
 def _report(folder: Path, console) -> None:
     from rich.table import Table
 
-    from iatrun.report.build import MAIN, build
+    from iatrun.report.build import build
+    from iatrun.report.collect import MAIN
 
     summary = build(folder)
     df = summary["cells"]

@@ -34,8 +34,8 @@ def _iat(
     basis_in: str = "fourier",
     basis_out: str = "pwq",
     mesh_ratio: int = 4,
-    sigma: str = "relu",
     method: str = "mesh",
+    sigma: str = "relu",
 ):
     check_options(basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
     return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
@@ -47,8 +47,8 @@ def _decoupled(
     basis_in: str = "fourier",
     basis_out: str = "pwq",
     mesh_ratio: int = 4,
-    sigma: str = "relu",
     method: str = "exact",
+    sigma: str = "relu",
 ):
     """Paper §4.4: value network W on the activation matrices of a pattern network θ (iatrun.decoupled)."""
     if sigma != "relu":

@@ -105,7 +105,7 @@ def test_default_run_folder_name(tmp_path):
             "method": "exact",
         },
     }
-    assert run_name(cfg, stamp="S") == "S-fitting-decoupled-pwl-pwq-r4-exact"
+    assert run_name(cfg, when="S") == "S-fitting-decoupled-pwl-pwq-r4-exact"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_default_run_folder_name(tmp_path):
         (["train.nope=1"], "unknown config key 'train.nope'"),
         (["--model", "relu", "--basis-in", "pwl"], "model 'relu' has no option 'basis_in'"),
         (["--mesh-ratio", "0"], "mesh_ratio must be an integer >= 1, got 0"),
-        (["--width", "0"], "width n must be an integer >= 1, got 0"),
+        (["--width", "0"], "model.width must be an integer >= 1, got 0"),
         (["--steps", "0"], "train.steps must be an integer >= 1, got 0"),
         (["--lr", "fast"], "Invalid value for '--lr'"),
         (["train.lr=fast"], "train.lr must be a positive number, got 'fast'"),
