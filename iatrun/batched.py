@@ -30,7 +30,7 @@ up to the rounding of ``bmm`` against ``mm`` (the tests hold it to 1e-9 relative
 * **Wall time.** A stacked cell's ``wall_time_s`` is the stack's training wall time divided by
   the number of cells in the stack (and ``steps_per_s`` follows from it).
 * **Fallback.** Cells whose model is not ``iat`` (mesh) or element-wise, or whose ``model.norm``
-  is not ``none``, run with the serial engine, as does a stack that raises (cell by cell, so a
+  is not ``none`` or ``gain`` (a fixed factor per cell, applied after its activation), run with the serial engine, as does a stack that raises (cell by cell, so a
   crash is recorded exactly as the serial engine records it).
 
 Which cells are stacked, how many per stack, and the ``auto`` rule with its measurements are the
@@ -62,7 +62,7 @@ def stack_signature(cfg: Mapping[str, Any]) -> str | None:
     """What cells must share to be stacked, as a string; None if the cell cannot be stacked."""
     m = cfg["model"]
     kind = m.get("kind")
-    if kind not in MODELS or m.get("norm", "none") != "none":
+    if kind not in MODELS or m.get("norm", "none") not in ("none", "gain"):
         return None
     entry = MODELS.entry(kind)
     if entry.props.get("network", MLP) is not MLP:
@@ -156,12 +156,18 @@ class StackedMLP(nn.Module):
             self.bounds.append((start, stop))
             start = stop
         self.acts = nn.ModuleList(acts)
+        # norm "gain": each cell's fixed factor after its activation (1 for none), (C, 1, 1)
+        factors = [getattr(m.norms[0], "factor", 1.0) for m in models]
+        self.scaled = any(f != 1.0 for f in factors)
+        self.register_buffer("factors", torch.tensor(factors, dtype=self.weights[0].dtype)[:, None, None])
 
     def activation(self, h: torch.Tensor) -> torch.Tensor:
-        """Each segment's activation on its slice of h (C, B, n)."""
+        """Each segment's activation on its slice of h (C, B, n), times each cell's gain factor."""
         if len(self.acts) == 1:
-            return self.acts[0](h)
-        return torch.cat([act(h[a:b]) for act, (a, b) in zip(self.acts, self.bounds)])
+            out = self.acts[0](h)
+        else:
+            out = torch.cat([act(h[a:b]) for act, (a, b) in zip(self.acts, self.bounds)])
+        return out * self.factors if self.scaled else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, d), shared by every cell -> outputs (C, B, o)."""

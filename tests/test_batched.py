@@ -67,6 +67,15 @@ def test_a_stack_trains_every_cell_as_the_serial_engine_does(task, dtype, rel):
         assert b.metrics["status"] == "ok" and b.metrics["steps_done"] == 25
 
 
+@pytest.mark.parametrize("task", ["fitting", "memorization"])
+def test_gain_cells_stack_and_train_as_the_serial_engine_does(task):
+    cfgs = configs(task, extra=["model.norm=gain"], seeds=(0,))
+    stack = prepare_stack(cfgs)
+    assert stack.model.scaled  # the fourier and pwl cells carry factors other than 1
+    for cfg, b in zip(cfgs, train_stack(cfgs, prepared=stack)):
+        assert_same(b, train(cfg), 1e-9)
+
+
 def test_initial_weights_are_the_serial_engines():
     cfgs = configs("fitting")
     st = prepare_stack(cfgs)

@@ -49,6 +49,7 @@ def network_layers(model) -> list[Layer]:
     from torch import nn
 
     from iatrun.nn.iat import IAT
+    from iatrun.nn.layers import Gain
 
     if not all(hasattr(model, a) for a in ("linears", "acts", "norms")):
         raise IatrunError(f"{NOT_PWL}; got a {type(model).__name__}, not an iatrun MLP")
@@ -58,7 +59,7 @@ def network_layers(model) -> list[Layer]:
 
     layers = [Layer("linear", arr(model.linears[0].weight), arr(model.linears[0].bias))]
     for act, norm, lin in zip(model.acts, model.norms, model.linears[1:], strict=True):
-        if not isinstance(norm, nn.Identity):
+        if not isinstance(norm, nn.Identity | Gain):
             raise IatrunError(f"{NOT_PWL}; this one has a {type(norm).__name__} after its activations")
         if isinstance(act, IAT) and act.sigma == "relu":
             layers.append(Layer("iat", arr(act.phi_t), arr(act.psi)))
@@ -69,7 +70,8 @@ def network_layers(model) -> list[Layer]:
             if isinstance(act, IAT):
                 what = f"IAT with sigma={act.sigma!r}"
             raise IatrunError(f"{NOT_PWL} (relu or relu IAT activations); this one uses {what}")
-        layers.append(Layer("linear", arr(lin.weight), arr(lin.bias)))
+        factor = getattr(norm, "factor", 1.0)  # norm "gain": W (f a) = (f W) a, still affine
+        layers.append(Layer("linear", arr(lin.weight) * factor, arr(lin.bias)))
     return layers
 
 

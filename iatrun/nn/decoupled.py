@@ -62,8 +62,8 @@ class DecoupledMLP(nn.Module):
             if not isinstance(a, IAT) or a.sigma != "relu":
                 raise IatrunError("the decoupled network needs IAT-ReLU activations (sigma 'relu')")
         # Separate normalisations for the two paths (BatchNorm keeps running statistics per path).
-        self.norms = nn.ModuleList(make_norm(norm, n) for _ in range(depth))
-        self.pattern_norms = nn.ModuleList(make_norm(norm, n) for _ in range(depth))
+        self.norms = nn.ModuleList(make_norm(norm, n, a) for a in self.acts)
+        self.pattern_norms = nn.ModuleList(make_norm(norm, n, a) for a in self.acts)
 
     def _layers(self, x: torch.Tensor):
         """Yield (h′_l, h_l, A(h′_l) h_l) for l = 1..L, running both paths with one pattern per layer."""

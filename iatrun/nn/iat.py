@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -26,6 +28,9 @@ BAND_WIDTH = 3
 # n = 128, M = 2048 and n = 256, M = 1024, is a toss-up at n = 64, M = 1024, and loses up to 1.4×
 # on smaller meshes.
 BANDED_FROM = {2: (64, 256), 1: (128, 1024)}  # banded sides -> (min width n, min mesh M)
+RELU_MEAN_SQUARE = 0.5  # E[relu(z)^2] for z ~ N(0, 1): the output spread the gain matches
+GAIN_SAMPLES = 8192  # Gaussian inputs of the Monte Carlo spread for σ other than relu
+_ROWS = 1024  # mesh rows per block of the closed-form spread (bounds its memory at M·_ROWS floats)
 
 
 def check_width(n: int) -> int:
@@ -48,6 +53,49 @@ def check_options(basis_in: str, basis_out: str, mesh_ratio: int, sigma: str, me
         if sigma != "relu":
             raise IatrunError(f"method 'exact' needs sigma 'relu', got {sigma!r} (use method 'mesh')")
         check_exact(basis_in, basis_out)
+
+
+def mean_square(basis_in: str, basis_out: str, n: int, mesh_ratio: int, sigma: str = "relu") -> float:
+    """E[|T_M(x)|^2] / n for x ~ N(0, I_n): the mean square of one IAT output on Gaussian inputs.
+
+    For σ = relu it is exact: s = Φx is Gaussian with covariance ΦΦᵀ, and for two mesh values
+    E[relu(s_k) relu(s_l)] = σ_k σ_l (sin θ + (π − θ) cos θ) / 2π with cos θ their correlation
+    (the degree-1 arc-cosine kernel), so E|T|^2 = Σ_kl E[relu(s_k) relu(s_l)] (ΨΨᵀ)_kl with Ψ
+    carrying the 2/M weight (SPEC §1). Other σ: a Monte Carlo mean over GAIN_SAMPLES fixed inputs.
+    """
+    check_width(n)
+    check_options(basis_in, basis_out, mesh_ratio, sigma)
+    return _mean_square(basis_in, basis_out, n, mesh_ratio, sigma)
+
+
+@lru_cache(maxsize=256)
+def _mean_square(basis_in: str, basis_out: str, n: int, mesh_ratio: int, sigma: str) -> float:
+    m = n * mesh_ratio
+    phi = bases.input_matrix(basis_in, n, m)  # (M, n), float64
+    psi = bases.output_matrix(basis_out, n, m) * (2.0 / m)  # (M, n), quadrature weight in
+    if sigma != "relu":
+        x = torch.randn(GAIN_SAMPLES, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        out = get_activation(sigma).fn(x @ phi.T) @ psi  # (S, n)
+        return float(out.pow(2).mean())
+    sd = phi.norm(dim=1)  # (M,) standard deviation of each mesh value s_k
+    unit = phi / sd.clamp(min=1e-300)[:, None]
+    total = 0.0
+    for a in range(0, m, _ROWS):
+        cos = (unit[a : a + _ROWS] @ unit.T).clamp(-1, 1)  # (R, M) correlations
+        j = (1 - cos * cos).clamp(min=0).sqrt() + (math.pi - torch.arccos(cos)) * cos
+        kernel = sd[a : a + _ROWS, None] * sd[None, :] * j / (2 * math.pi)  # E[relu(s_k) relu(s_l)]
+        total += float((kernel * (psi[a : a + _ROWS] @ psi.T)).sum())
+    return total / n
+
+
+def gain(basis_in: str, basis_out: str, n: int, mesh_ratio: int, sigma: str = "relu") -> float:
+    """The fixed factor that gives the IAT's outputs ReLU's mean square on x ~ N(0, I_n) (norm ``gain``).
+
+    sqrt(E[relu(z)^2] / (E|T(x)|^2 / n)). A layer that already has ReLU's spread to 1e-9 gets exactly
+    1, so rect/rect with ``norm: gain`` stays ReLU bit for bit.
+    """
+    g = math.sqrt(RELU_MEAN_SQUARE / mean_square(basis_in, basis_out, n, mesh_ratio, sigma))
+    return 1.0 if abs(g - 1.0) < 1e-9 else g
 
 
 class _IATReLU(torch.autograd.Function):
@@ -208,6 +256,10 @@ class IAT(nn.Module):
                     ops += [m.contiguous().to_sparse_csr() if banded else m for m in pair]
             self._ops_cache = (key, tuple(ops))
         return self._ops_cache[1]
+
+    def gain(self) -> float:
+        """The factor of ``norm: gain`` for this layer (:func:`gain`; the mesh value, also for ``exact``)."""
+        return gain(self.basis_in, self.basis_out, self.n, self.mesh_ratio, self.sigma)
 
     def pattern(self, x: torch.Tensor) -> torch.Tensor:
         """The activation pattern on the mesh, 1[Φx > 0]: bool, shape (..., M)."""

@@ -12,7 +12,7 @@ from iatrun.nn.activations import get_activation
 
 ActFactory = Callable[[int], nn.Module]  # width n -> one activation module
 
-NORMS = ("none", "batch", "layer")
+NORMS = ("none", "gain", "batch", "layer")
 
 
 class Elementwise(nn.Module):
@@ -40,7 +40,7 @@ class MLP(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.acts = nn.ModuleList(act(n) for _ in range(depth))
         # Normalisation after the activation has no affine parameters, so counts stay equal.
-        self.norms = nn.ModuleList(make_norm(norm, n) for _ in range(depth))
+        self.norms = nn.ModuleList(make_norm(norm, n, a) for a in self.acts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linears[0](x)
@@ -57,10 +57,30 @@ class MLP(nn.Module):
         return hs
 
 
-def make_norm(kind: str, n: int) -> nn.Module:
-    """The normalisation after an activation: none, batch or layer, never with affine parameters."""
+class Gain(nn.Module):
+    """Multiplication by a fixed factor (norm ``gain``): no parameters, no state, no data dependence."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.factor == 1.0 else x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:.6g}"
+
+
+def make_norm(kind: str, n: int, act: nn.Module | None = None) -> nn.Module:
+    """The normalisation after activation ``act``: none, gain, batch or layer, never with parameters.
+
+    ``gain`` is the activation's own fixed factor (``act.gain()``, :func:`iatrun.nn.iat.gain` for
+    an IAT): 1 for element-wise activations, so the classical baselines are unchanged.
+    """
     if kind == "none":
         return nn.Identity()
+    if kind == "gain":
+        return Gain(act.gain() if hasattr(act, "gain") else 1.0)
     if kind == "batch":
         return nn.BatchNorm1d(n, affine=False)
     if kind == "layer":
