@@ -19,12 +19,13 @@ runner = CliRunner()
 
 DEFAULT_MODEL = {
     "kind": "iat",
-    "norm": "none",
+    "norm": "gain",
     "basis_in": "fourier",
     "basis_out": "pwq",
     "mesh_ratio": 4,
     "method": "mesh",
     "sigma": "relu",
+    "wavelets": "single",
     "width": 128,
     "depth": 3,
 }
@@ -68,7 +69,7 @@ def test_defaults_compose_to_the_documented_values_in_order():
 
 def test_other_kinds_and_tasks_keep_their_keys():
     relu = compose(["model=relu", "task=memorization"])
-    assert relu["model"] == {"kind": "relu", "norm": "none", "width": 64, "depth": 2}
+    assert relu["model"] == {"kind": "relu", "norm": "gain", "width": 64, "depth": 2}
     assert relu["task"] == {"name": "memorization", "seed": 0, "n_points": 3500, "dim": 16, "num_classes": 10}
     dec = compose(["model=decoupled"])["model"]
     assert list(dec) == list(DEFAULT_MODEL) and dec["method"] == "exact" and dec["kind"] == "decoupled"
@@ -110,7 +111,7 @@ def test_the_builder_signature_is_the_one_place_of_model_defaults(tmp_path, monk
         cfg = compose(["model=probe"], user_dir=tmp_path)
         assert list(cfg["model"].items()) == [
             ("kind", "probe"),
-            ("norm", "none"),
+            ("norm", "gain"),
             ("gain", 2.5),
             ("mode", "a"),
             ("width", 128),
@@ -119,7 +120,7 @@ def test_the_builder_signature_is_the_one_place_of_model_defaults(tmp_path, monk
         monkeypatch.setattr(probe, "__kwdefaults__", {"gain": 7.0, "mode": "b", "_private": 0})
         cfg = compose(["model=probe"], user_dir=tmp_path)
         assert (cfg["model"]["gain"], cfg["model"]["mode"]) == (7.0, "b")
-        assert model_defaults("probe") == {"norm": "none", "gain": 7.0, "mode": "b"}
+        assert model_defaults("probe") == {"norm": "gain", "gain": 7.0, "mode": "b"}
         assert compose(["model=probe", "model.gain=3"], user_dir=tmp_path)["model"]["gain"] == 3.0
         with pytest.raises(IatrunError, match=r"^model.gain must be a number, got 'x'$"):
             compose(["model=probe", "model.gain=x"], user_dir=tmp_path)
@@ -201,14 +202,14 @@ FIT_ERRORS = [
     (
         "+model.foo=1",
         "error: model 'iat' has no option 'foo' "
-        "(its keys: kind, norm, basis_in, basis_out, mesh_ratio, method, sigma, width, depth)",
+        "(its keys: kind, norm, basis_in, basis_out, mesh_ratio, method, sigma, wavelets, width, depth)",
     ),
     (
         "model.basis_inn=pwl",
         "error: model 'iat' has no option 'basis_inn' (its keys: kind, norm, basis_in, basis_out, "
-        "mesh_ratio, method, sigma, width, depth); did you mean 'model.basis_in'?",
+        "mesh_ratio, method, sigma, wavelets, width, depth); did you mean 'model.basis_in'?",
     ),
-    ("model.norm=group", "error: unknown norm 'group' (known: none, batch, layer)"),
+    ("model.norm=group", "error: unknown norm 'group' (known: none, gain, batch, layer)"),
     ("device=cuda:x", "error: unknown device 'cuda:x' (known: auto, cpu, cuda, cuda:N)"),
     ("train.optimizer=sgd", "error: unknown train.optimizer 'sgd' (known: adam)"),
 ]
@@ -294,7 +295,7 @@ def test_list_models_shows_each_option_with_type_and_default():
     assert table["iat", "mesh_ratio"] == ("int", "4")
     assert table["iat", "basis_in"] == ("str", "fourier")
     assert table["decoupled", "method"] == ("str", "exact")
-    assert table["relu", "norm"][0] == "str" and table["relu", "norm"][1].startswith("none")
+    assert table["relu", "norm"][0] == "str" and table["relu", "norm"][1].startswith("gain")
     assert ("relu", "basis_in") not in table
 
 

@@ -34,11 +34,14 @@ def register_basis(
     global_: bool,
     zero_integral: bool,
     sup_norm: float | None = None,
+    dyadic_of: str | None = None,
 ) -> Callable[[BasisFn], BasisFn]:
     """Register ``fn(n, t) -> Tensor[len(t), n]`` as a basis.
 
     ``sup_norm`` is max |φ_i| over [-1, 1] of the unnormalised functions; when omitted it is
-    measured per function on a fine grid.
+    measured per function on a fine grid. ``dyadic_of`` marks the basis as the dyadic multiscale
+    member of a wavelet's family: it stands in for that wavelet under ``model.wavelets=dyadic`` and
+    is not a row or column of its own in the paper's tables (:func:`table_bases`).
     """
     return BASES.register(
         name,
@@ -47,7 +50,27 @@ def register_basis(
         global_=global_,
         zero_integral=zero_integral,
         sup_norm=sup_norm,
+        dyadic_of=dyadic_of,
     )
+
+
+WAVELET_FAMILIES = ("single", "dyadic")
+
+
+def table_bases() -> list[str]:
+    """The bases that are rows and columns of the paper's tables (``all`` in a grid)."""
+    return BASES.names(dyadic_of=None)
+
+
+def family_basis(name: str, family: str) -> str:
+    """The basis that plays ``name`` in wavelet ``family``: its dyadic member, or ``name`` itself."""
+    if family not in WAVELET_FAMILIES:
+        raise IatrunError(f"unknown wavelet family {family!r} (known: {', '.join(WAVELET_FAMILIES)})")
+    check_basis(name)
+    if family == "dyadic":
+        members = BASES.names(dyadic_of=name)
+        return members[0] if members else name
+    return name
 
 
 def mesh(m: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -125,6 +148,52 @@ def rect_w(n: int, t: torch.Tensor) -> torch.Tensor:
     d = t[:, None] - x[None, :]
     pos = ((d >= -w) & (d < 0)).to(t.dtype)
     neg = ((d >= 0) & (d < w)).to(t.dtype)
+    return pos - neg
+
+
+def dyadic_supports(n: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left ends a_i and half-widths w_i of n dyadic wavelet supports [a_i, a_i + 2 w_i], coarse to fine.
+
+    Level j has 2^j supports of length 2/2^j tiling [-1, 1]; levels fill in order, and the last,
+    partial level takes evenly spaced ones so the finest functions cover the whole interval.
+    """
+    a, w = [], []
+    level, left = 0, n
+    while left > 0:
+        count = 2**level
+        ks = range(count) if left >= count else [(i * count) // left for i in range(left)]
+        a += [-1 + 2 * k / count for k in ks]
+        w += [1 / count] * len(ks)
+        left -= len(ks)
+        level += 1
+    return torch.tensor(a, dtype=dtype), torch.tensor(w, dtype=dtype)
+
+
+def dyadic_levels(n: int) -> int:
+    """The finest level J of n dyadic wavelets: 1 + 2 + … + 2^J >= n."""
+    return max(0, math.ceil(math.log2(n + 1)) - 1)
+
+
+@register_basis(
+    "pwl-wd", continuous=True, smooth=False, global_=False, zero_integral=True, sup_norm=1.0, dyadic_of="pwl-w"
+)
+def pwl_wd(n: int, t: torch.Tensor) -> torch.Tensor:
+    """Dyadic piecewise-linear wavelets: the pwl-w shape on each dyadic support, coarse to fine."""
+    a, w = dyadic_supports(n, t.dtype)
+    u = (t[:, None] - (a + w)[None, :]) / w  # position from the support's centre, in half-widths
+    out = torch.where(u < -0.5, 2 * (u + 1), torch.where(u < 0.5, -2 * u, 2 * (u - 1)))
+    return torch.where((u >= -1) & (u < 1), out, torch.zeros_like(out))
+
+
+@register_basis(
+    "rect-wd", continuous=False, smooth=False, global_=False, zero_integral=True, sup_norm=1.0, dyadic_of="rect-w"
+)
+def rect_wd(n: int, t: torch.Tensor) -> torch.Tensor:
+    """Dyadic Haar wavelets: +1 on the left half of each dyadic support, -1 on the right, coarse to fine."""
+    a, w = dyadic_supports(n, t.dtype)
+    d = t[:, None] - a[None, :]
+    pos = ((d >= 0) & (d < w[None, :])).to(t.dtype)
+    neg = ((d >= w[None, :]) & (d < 2 * w[None, :])).to(t.dtype)
     return pos - neg
 
 

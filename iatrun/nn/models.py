@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from iatrun.errors import IatrunError
+from iatrun.nn import bases
 from iatrun.nn.decoupled import DecoupledMLP
 from iatrun.nn.iat import IAT, check_options
 from iatrun.nn.layers import MLP, NORMS, ActFactory, Elementwise
@@ -36,7 +37,11 @@ def _iat(
     mesh_ratio: int = 4,
     method: str = "mesh",
     sigma: str = "relu",
+    wavelets: str = "single",
 ):
+    """IAT activations; ``wavelets`` picks the wavelet family pwl-w and rect-w stand for
+    (``single``: one scale on interior nodes; ``dyadic``: multiscale, :func:`iatrun.nn.bases.pwl_wd`)."""
+    basis_in, basis_out = (bases.family_basis(b, wavelets) for b in (basis_in, basis_out))
     check_options(basis_in, basis_out, mesh_ratio, sigma, method)  # fail before any layer is built
     return lambda n: IAT(n, basis_in, basis_out, mesh_ratio, sigma, method)
 
@@ -49,11 +54,14 @@ def _decoupled(
     mesh_ratio: int = 4,
     method: str = "exact",
     sigma: str = "relu",
+    wavelets: str = "single",
 ):
     """Paper §4.4: value network W on the activation matrices of a pattern network θ (iatrun.decoupled)."""
     if sigma != "relu":
         raise IatrunError(f"the decoupled model needs sigma 'relu', got {sigma!r}")
-    return _iat(basis_in=basis_in, basis_out=basis_out, mesh_ratio=mesh_ratio, sigma=sigma, method=method)
+    return _iat(
+        basis_in=basis_in, basis_out=basis_out, mesh_ratio=mesh_ratio, method=method, sigma=sigma, wavelets=wavelets
+    )
 
 
 def model_options(kind: str) -> list[str]:
@@ -91,7 +99,7 @@ def init_weights(model: MLP, seed: int) -> None:
 
 
 def build_model(
-    kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0, norm: str = "none", **options
+    kind: str, d: int, n: int, depth: int, o: int, *, seed: int = 0, norm: str = "gain", **options
 ) -> MLP:
     """Build a network of ``kind`` (``iatrun list models``) with seeded initial weights.
 

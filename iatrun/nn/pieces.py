@@ -75,6 +75,10 @@ def _centres(n: int) -> torch.Tensor:
     return torch.cat([torch.tensor([-1.0, 1.0], dtype=torch.float64), c])
 
 
+def _dyadic_grid(n: int, per_support: int) -> torch.Tensor:
+    return torch.linspace(-1, 1, per_support * 2 ** bases.dyadic_levels(n) + 1, dtype=torch.float64)
+
+
 def _fourier_grid(n: int) -> torch.Tensor:
     return torch.linspace(-1, 1, GRID_PER_FREQ * 2 * math.ceil(n / 2) + 1, dtype=torch.float64)
 
@@ -110,6 +114,9 @@ register_exact(
 )
 register_exact("pwl-w", Piecewise(lambda n: torch.linspace(-1, 1, 2 * n + 3, dtype=torch.float64), 1))
 register_exact("rect-w", Piecewise(lambda n: torch.linspace(-1, 1, n + 2, dtype=torch.float64), 0))
+# dyadic wavelets: breakpoints at the quarters (pwl) or halves (Haar) of the finest supports
+register_exact("pwl-wd", Piecewise(lambda n: _dyadic_grid(n, 4), 1))
+register_exact("rect-wd", Piecewise(lambda n: _dyadic_grid(n, 2), 0))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -100,10 +100,10 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 
 def _values(key: str, raw: Any) -> list[str]:
-    from iatrun.nn.bases import BASES
+    from iatrun.nn.bases import table_bases
 
     if raw == "all" and key in ("model.basis_in", "model.basis_out"):
-        return BASES.names()  # every registered basis, user-registered ones included
+        return table_bases()  # every registered basis (user-registered ones too) but family members
     if isinstance(raw, list):
         return [_scalar(v) for v in raw]
     return [_scalar(raw)]

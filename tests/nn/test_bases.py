@@ -1,4 +1,4 @@
-"""The six bases: normalisations and the property columns of SPEC §3's table, checked numerically."""
+"""The bases: normalisations and the property columns of SPEC §3's table, checked numerically."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 from iatrun.errors import IatrunError
 from iatrun.nn import bases
 
-NAMES = ["rect", "pwl", "pwq", "fourier", "pwl-w", "rect-w"]
+NAMES = ["rect", "pwl", "pwq", "fourier", "pwl-w", "rect-w", "pwl-wd", "rect-wd"]
 FINE = torch.linspace(-1, 1, 400_001, dtype=torch.float64)
 
 

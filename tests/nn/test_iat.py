@@ -134,7 +134,7 @@ def test_bad_arguments_raise_value_error(kwargs, match):
         IAT(**kwargs)
 
 
-LOCAL = [b for b in bases.BASES.names() if not bases.properties(b)["global"]]
+LOCAL = [b for b in bases.table_bases() if not bases.properties(b)["global"]]  # banded ones
 
 
 @pytest.mark.parametrize("bi, bo", [(b, b) for b in LOCAL] + [("fourier", "pwq"), ("pwq", "fourier")])
