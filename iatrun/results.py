@@ -8,6 +8,8 @@ construct`` writes for a hand-built network. This module is the only one that kn
     model.pt       {"state_dict", "config", "dims": {"d", "o"}} (torch.save, a zip file)
     loss.png       the training loss (trained runs)
     prediction.png the model against the target (fitting runs that finished ok)
+    provenance.json command, source commit, versions, host, device and dtype (:mod:`iatrun.provenance`);
+                   folders written before it existed lack it and are still sound
     metrics.json   written last: its presence means the folder is complete
 
 Every file is written atomically and the folder itself appears complete in one rename
@@ -19,16 +21,19 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iatrun.errors import IatrunError
 from iatrun.files import atomic_path, read_json, stamp, unique_dir, write_json, write_text
+from iatrun.provenance import collect
 
 CONFIG, METRICS, CURVE, MODEL = "config.yaml", "metrics.json", "curve.csv", "model.pt"
-LOSS_PLOT, PREDICTION_PLOT = "loss.png", "prediction.png"
-TRAINED_FILES = (CONFIG, METRICS, CURVE, MODEL, LOSS_PLOT)  # every trained run has these
+LOSS_PLOT, PREDICTION_PLOT, PROVENANCE = "loss.png", "prediction.png", "provenance.json"
+# The files check_run requires: every trained run has these. provenance.json is written too but not
+# required, so folders made before it (the committed reference results among them) stay sound.
+TRAINED_FILES = (CONFIG, METRICS, CURVE, MODEL, LOSS_PLOT)
 BUILT_FILES = (CONFIG, METRICS, MODEL)  # a network set by hand (iatrun construct) has these
 CURVE_HEADER = "step,loss,lr"
 
@@ -74,6 +79,18 @@ def write_model(path: Path, model, config: Mapping[str, Any], dims: Mapping[str,
         torch.save({"state_dict": state, "config": dict(config), "dims": dict(dims)}, tmp)
 
 
+def write_provenance(path: Path, model, config: Mapping[str, Any]) -> None:
+    """``provenance.json``, with the device and dtype the model's tensors are actually on."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    if tensor is not None:
+        device, dtype = tensor.device, tensor.dtype
+    else:  # a network without tensors: what the config asked for
+        device, dtype = config.get("device", "cpu"), config.get("dtype")
+    write_json(path, collect(device=device, dtype=dtype))
+
+
 def save_result(result, folder: str | os.PathLike, config_yaml: str | None = None, title: str = "") -> None:
     """Write a trained run into ``folder`` (normally a staging folder), metrics.json last.
 
@@ -90,6 +107,7 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
     plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
     if result.task.name == "fitting" and result.metrics["status"] == "ok":
         plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
+    write_provenance(folder / PROVENANCE, result.model, result.config)
     write_json(folder / METRICS, result.metrics)  # last: its presence means complete
 
 
@@ -100,12 +118,14 @@ def save_built(
     metrics: Mapping[str, Any],
     dims: Mapping[str, int],
 ) -> None:
-    """Write the run folder of a network set by hand, not trained: config, model, metrics.json last."""
+    """Write the run folder of a network set by hand, not trained: config, model, provenance, metrics.json
+    last."""
     import yaml
 
     folder = Path(folder)
     write_text(folder / CONFIG, yaml.safe_dump(dict(config), sort_keys=False))
     write_model(folder / MODEL, model, config, dims)
+    write_provenance(folder / PROVENANCE, model, config)
     write_json(folder / METRICS, metrics)  # last: its presence means complete
 
 
@@ -150,6 +170,15 @@ def read_metrics(folder: str | os.PathLike) -> dict[str, Any]:
     return read_json(Path(folder) / METRICS)
 
 
+def read_provenance(folder: str | os.PathLike) -> dict[str, Any]:
+    """provenance.json, or {} where the folder predates it or the file is unreadable."""
+    try:
+        data = read_json(Path(folder) / PROVENANCE)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_curve(folder: str | os.PathLike):
     """curve.csv as a DataFrame (step, loss, lr), or None if it is missing or unreadable."""
     import pandas as pd
@@ -168,10 +197,11 @@ class Run:
     config: dict[str, Any]
     metrics: dict[str, Any]
     model: Any  # torch.nn.Module, in eval mode
+    provenance: dict[str, Any] = field(default_factory=dict)  # {} for folders that predate it
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
-    """Rebuild a run's trained model from ``<path>/model.pt``, with its config and metrics."""
+    """Rebuild a run's trained model from ``<path>/model.pt``, with its config, metrics and provenance."""
     import torch
 
     from iatrun.nn.models import model_from_config
@@ -193,4 +223,4 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
         metrics = read_metrics(path)
     except (OSError, ValueError):
         metrics = {}
-    return Run(path=path, config=cfg, metrics=metrics, model=model.eval())
+    return Run(path=path, config=cfg, metrics=metrics, model=model.eval(), provenance=read_provenance(path))

@@ -5,11 +5,13 @@ import torch
 
 from iatrun.config import compose
 from iatrun.errors import IatrunError
-from iatrun.files import staged_dir
+from iatrun.files import read_json, staged_dir
 from iatrun.nn.models import build_model
 from iatrun.results import (
     BUILT_FILES,
     CURVE_HEADER,
+    METRICS,
+    PROVENANCE,
     TRAINED_FILES,
     check_run,
     load_run,
@@ -31,7 +33,7 @@ def fitted(tmp_path_factory, one_thread):
 def test_a_trained_run_folder_is_sound_and_loads_back(fitted):
     result, folder = fitted
     assert check_run(folder) is None
-    assert {p.name for p in folder.iterdir()} == set(TRAINED_FILES) | {"prediction.png"}
+    assert {p.name for p in folder.iterdir()} == set(TRAINED_FILES) | {"prediction.png", PROVENANCE}
     curve = read_curve(folder)
     assert list(curve.columns) == CURVE_HEADER.split(",")
     assert len(curve) == 20 and curve["step"].iloc[-1] == 20
@@ -68,7 +70,34 @@ def test_a_built_network_folder_has_its_own_file_list(tmp_path):
         save_built(stage, cfg, model, {"status": "ok"}, {"d": 1, "o": 1})
     assert check_run(tmp_path / "built", BUILT_FILES) is None
     assert check_run(tmp_path / "built") == "curve.csv missing"
-    assert load_run(tmp_path / "built").config == cfg
+    assert sorted(p.name for p in (tmp_path / "built").iterdir()) == sorted([*BUILT_FILES, PROVENANCE])
+    loaded = load_run(tmp_path / "built")
+    assert loaded.config == cfg
+    assert (loaded.provenance["device"], loaded.provenance["dtype"]) == ("cpu", "float32")
+
+
+def test_provenance_is_written_before_metrics_and_read_back(fitted):
+    _, folder = fitted
+    assert (folder / PROVENANCE).stat().st_mtime_ns <= (folder / METRICS).stat().st_mtime_ns
+    prov = load_run(folder).provenance
+    assert prov == read_json(folder / PROVENANCE)
+    assert (prov["device"], prov["dtype"], prov["versions"]["torch"]) == ("cpu", "float32", torch.__version__)
+    assert prov["overrides"] is None  # a library call, outside any command: no overrides to record
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage"])
+def test_a_folder_without_readable_provenance_is_sound_and_loads(fitted, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fitted[1], copy)
+    if damage == "delete":
+        (copy / PROVENANCE).unlink()
+    else:
+        (copy / PROVENANCE).write_text("[1, 2")
+    assert check_run(copy) is None
+    run = load_run(copy)
+    assert run.provenance == {} and run.metrics["status"] == "ok"
 
 
 def test_run_name_carries_the_iat_pair_and_a_non_default_method():

@@ -66,6 +66,7 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only the final summary."),
 ) -> None:
     """Train one network and write a run folder: config, metrics, loss curve, model and plots."""
+    from iatrun import provenance
     from iatrun.config import compose
     from iatrun.train import run
 
@@ -89,7 +90,8 @@ def fit(
         overrides or [],
     )
     cfg = compose(overrides, user_dir=config_dir)
-    result, folder = _with_progress(cfg, quiet, run)
+    with provenance.command(overrides):  # provenance.json records the overrides the flags made
+        result, folder = _with_progress(cfg, quiet, run)
     _summary(result, folder, quiet)
 
 

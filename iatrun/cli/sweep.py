@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -46,6 +47,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
+    from iatrun import provenance
     from iatrun.errors import IatrunError
     from iatrun.sweep import cells, launch, run
     from iatrun.sweep import grid as grids
@@ -76,17 +78,31 @@ def sweep(
     all_cells = grids.expand(spec, cell_overrides, user_dir=config_dir)
     results_dir = all_cells[0].config.get("results_dir") or "results"
     folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
+    change = cells.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
+    if change:
+        print(change, file=sys.stderr)
+    with provenance.command(cell_overrides):  # every cell's provenance.json records them
+        _sweep_into(
+            folder, spec, cell_overrides, all_cells, force, (jobs, launch_cfg, quiet, engine, stack_size)
+        )
+
+
+def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
+    """Prepare the sweep folder, run its pending cells and write the report."""
+    from rich.console import Console
+
+    from iatrun.sweep import cells
+
+    jobs, launch_cfg, quiet, engine, stack_size = how
     cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
     if force:
         for cell in all_cells:
             cells.reset_cell(folder, cell)
     pending = [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
-    from rich.console import Console
-
     console = Console()
     console.print(
-        f"sweep [bold]{grid}[/]: {len(all_cells)} cells, {len(all_cells) - len(pending)} already finished, "
-        f"{len(pending)} to run → {folder}",
+        f"sweep [bold]{spec['name']}[/]: {len(all_cells)} cells, "
+        f"{len(all_cells) - len(pending)} already finished, {len(pending)} to run → {folder}",
         highlight=False,
     )
     if pending:
@@ -189,10 +205,13 @@ def report(
     folder: Path = typer.Argument(..., help="A sweep folder (made by iatrun sweep)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the path of report.md."),
 ) -> None:
-    """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells."""
+    """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells.
+
+    A folder without a readable sweep.yaml or without cells/ is refused before anything is written.
+    """
     from rich.console import Console
 
-    from iatrun.sweep.cells import load_sweep_cells
+    from iatrun.sweep.cells import check_sweep_dir
 
-    load_sweep_cells(folder)
+    check_sweep_dir(folder)
     _report(folder, Console(quiet=False))

@@ -47,7 +47,8 @@ def test_construct_json_prints_the_blog_numbers(blog_run):
 
 def test_construct_writes_a_run_folder_that_load_run_accepts(blog_run):
     folder, _ = blog_run
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "metrics.json", "model.pt"]
+    files = ["config.yaml", "metrics.json", "model.pt", "provenance.json"]
+    assert sorted(p.name for p in folder.iterdir()) == files
     run = iatrun.load_run(folder)
     assert run.config["model"] == {"kind": "relu", "width": 3, "depth": 1, "norm": "none"}
     assert run.config["task"]["piecewise_linear"]["points"] == [[-1, -1], [-0.5, 1], [0, -1], [1, 0]]

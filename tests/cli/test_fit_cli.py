@@ -26,6 +26,7 @@ def test_fit_writes_a_complete_fitting_run_folder(tmp_path):
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == sorted(
         ["config.yaml", "metrics.json", "curve.csv", "model.pt", "loss.png", "prediction.png"]
+        + ["provenance.json"]
     )
     m = json.loads((run / "metrics.json").read_text())
     for key in (

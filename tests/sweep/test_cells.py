@@ -60,3 +60,100 @@ def test_a_changed_config_makes_a_finished_cell_stale(swept):
     folder, all_cells, _ = swept
     assert cells.key_state(folder, all_cells[0].key, "0" * 16) == ("stale", "config changed since it ran")
     assert cells.key_state(folder, "fitting/nope/seed0", None) == ("missing", "")
+
+
+# --- the sweep folder's provenance, the rerun warning, the report guard ------------------------
+
+
+def _spec(folder):
+    import yaml
+
+    return yaml.safe_load((folder / cells.SPEC).read_text())
+
+
+def test_sweep_yaml_records_provenance_and_every_cell_its_own(swept):
+    import json
+    import platform
+    import re
+    import shutil
+
+    import torch
+
+    folder, all_cells, _ = swept
+    block = _spec(folder)["provenance"]
+    assert block["grid"] == "tiny" and block["overrides"] == [] and block["resumed"] == []
+    assert block["versions"]["python"] == platform.python_version()
+    assert block["versions"]["torch"] == torch.__version__
+    assert block["host"] == platform.node()
+    assert "device" not in block  # each cell records the device it ran on
+    if shutil.which("git"):
+        assert re.fullmatch(r"[0-9a-f]{40}", block["commit"]) and isinstance(block["dirty"], bool)
+    cell = json.loads((cells.cell_dir(folder, all_cells[0].key) / "provenance.json").read_text())
+    assert (cell["device"], cell["dtype"], cell["commit"]) == ("cpu", "float32", block["commit"])
+
+
+def test_a_resume_appends_to_the_provenance_block(swept, tmp_path):
+    import shutil
+
+    from _support import write_grids
+
+    folder, all_cells, _ = swept
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    first = _spec(copy)["provenance"]
+    grid = load_grid("tiny", write_grids(tmp_path / "conf"))
+    cells.prepare_sweep_dir(copy, grid, [], all_cells)
+    cells.prepare_sweep_dir(copy, grid, ["train.lr=0.01"], all_cells)
+    spec = _spec(copy)
+    block = spec["provenance"]
+    assert {k: v for k, v in block.items() if k != "resumed"} == {
+        k: v for k, v in first.items() if k != "resumed"
+    }  # the first run's entry is kept as it was
+    assert [r["overrides"] for r in block["resumed"]] == [[], ["train.lr=0.01"]]
+    assert all("resumed" not in r for r in block["resumed"])
+    assert spec["overrides"] == ["train.lr=0.01"]  # the rest of sweep.yaml is the latest run's
+    assert spec["cells"] == {c.key: c.config_hash for c in all_cells}
+    assert cells.load_sweep_cells(copy) == [c.key for c in all_cells]
+
+
+def test_grid_change_warns_only_for_another_grid_or_other_overrides(swept, tmp_path):
+    from _support import write_grids
+
+    folder, _, _ = swept
+    conf = write_grids(tmp_path / "conf")
+    tiny, slow = load_grid("tiny", conf), load_grid("slow", conf)
+    assert cells.grid_change(folder, tiny, []) is None
+    assert cells.grid_change(tmp_path / "new", slow, ["seed=3"]) is None  # no sweep.yaml yet
+    msg = cells.grid_change(folder, tiny, ["train.lr=0.01"])
+    assert msg.startswith(f"warning: {folder} was made for grid 'tiny' with overrides []; ")
+    assert "now grid 'tiny' with overrides ['train.lr=0.01']:" in msg and "\n" not in msg
+    assert "now grid 'slow' with overrides []:" in cells.grid_change(folder, slow, [])
+    tiny["seeds"] = [5]  # the same name, its file edited since
+    assert "now grid 'tiny' (its file edited since)" in cells.grid_change(folder, tiny, [])
+
+
+def test_overrides_in_another_order_are_the_same_grid(tmp_path):
+    from _support import write_grids
+
+    grid = load_grid("tiny", write_grids(tmp_path / "conf"))
+    folder = tmp_path / "s"
+    cells.prepare_sweep_dir(folder, grid, ["a=1", "b=2"], [])
+    assert cells.grid_change(folder, grid, ["b=2", "a=1"]) is None
+    assert cells.grid_change(folder, grid, ["a=1"]) is not None
+
+
+def test_check_sweep_dir_wants_sweep_yaml_and_cells(swept, tmp_path):
+    import shutil
+
+    from iatrun.errors import IatrunError
+
+    folder, all_cells, _ = swept
+    assert cells.check_sweep_dir(folder)["grid"] == "tiny"
+    no_cells = tmp_path / "no_cells"
+    no_cells.mkdir()
+    shutil.copy(folder / cells.SPEC, no_cells / cells.SPEC)
+    with pytest.raises(IatrunError, match=r"is not a sweep folder \(no cells/ folder\)"):
+        cells.check_sweep_dir(no_cells)
+    (tmp_path / "no_spec" / "cells").mkdir(parents=True)
+    with pytest.raises(IatrunError, match=r"is not a sweep folder \(no readable sweep.yaml\)"):
+        cells.check_sweep_dir(tmp_path / "no_spec")
