@@ -30,8 +30,9 @@ up to the rounding of ``bmm`` against ``mm`` (the tests hold it to 1e-9 relative
 * **Wall time.** A stacked cell's ``wall_time_s`` is the stack's training wall time divided by
   the number of cells in the stack (and ``steps_per_s`` follows from it).
 * **Fallback.** Cells whose model is not ``iat`` (mesh) or element-wise, or whose ``model.norm``
-  is not ``none`` or ``gain`` (a fixed factor per cell, applied after its activation), run with the serial engine, as does a stack that raises (cell by cell, so a
-  crash is recorded exactly as the serial engine records it).
+  is not ``none`` or ``gain`` (a fixed factor per cell, applied after its activation), run with
+  the serial engine, as does a stack that raises (cell by cell, so a crash is recorded exactly as
+  the serial engine records it).
 
 Which cells are stacked, how many per stack, and the ``auto`` rule with its measurements are the
 sweep's business: :mod:`iatrun.sweep.run`.

@@ -61,8 +61,10 @@ def network_layers(model) -> list[Layer]:
     for act, norm, lin in zip(model.acts, model.norms, model.linears[1:], strict=True):
         if not isinstance(norm, nn.Identity | Gain):
             raise IatrunError(f"{NOT_PWL}; this one has a {type(norm).__name__} after its activations")
+        factor = getattr(norm, "factor", 1.0)  # norm "gain": the activation is f·T, still affine
         if isinstance(act, IAT) and act.sigma == "relu":
-            layers.append(Layer("iat", arr(act.phi_t), arr(act.psi)))
+            layers.append(Layer("iat", arr(act.phi_t), arr(act.psi) * factor))
+            factor = 1.0
         elif getattr(act, "name", None) == "relu" and not isinstance(act, IAT):
             layers.append(Layer("relu"))
         else:
@@ -70,8 +72,7 @@ def network_layers(model) -> list[Layer]:
             if isinstance(act, IAT):
                 what = f"IAT with sigma={act.sigma!r}"
             raise IatrunError(f"{NOT_PWL} (relu or relu IAT activations); this one uses {what}")
-        factor = getattr(norm, "factor", 1.0)  # norm "gain": W (f a) = (f W) a, still affine
-        layers.append(Layer("linear", arr(lin.weight) * factor, arr(lin.bias)))
+        layers.append(Layer("linear", arr(lin.weight) * factor, arr(lin.bias)))  # W (f a) = (f W) a
     return layers
 
 

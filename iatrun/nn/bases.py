@@ -175,7 +175,13 @@ def dyadic_levels(n: int) -> int:
 
 
 @register_basis(
-    "pwl-wd", continuous=True, smooth=False, global_=False, zero_integral=True, sup_norm=1.0, dyadic_of="pwl-w"
+    "pwl-wd",
+    continuous=True,
+    smooth=False,
+    global_=False,
+    zero_integral=True,
+    sup_norm=1.0,
+    dyadic_of="pwl-w",
 )
 def pwl_wd(n: int, t: torch.Tensor) -> torch.Tensor:
     """Dyadic piecewise-linear wavelets: the pwl-w shape on each dyadic support, coarse to fine."""
@@ -186,7 +192,13 @@ def pwl_wd(n: int, t: torch.Tensor) -> torch.Tensor:
 
 
 @register_basis(
-    "rect-wd", continuous=False, smooth=False, global_=False, zero_integral=True, sup_norm=1.0, dyadic_of="rect-w"
+    "rect-wd",
+    continuous=False,
+    smooth=False,
+    global_=False,
+    zero_integral=True,
+    sup_norm=1.0,
+    dyadic_of="rect-w",
 )
 def rect_wd(n: int, t: torch.Tensor) -> torch.Tensor:
     """Dyadic Haar wavelets: +1 on the left half of each dyadic support, -1 on the right, coarse to fine."""

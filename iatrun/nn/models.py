@@ -60,7 +60,12 @@ def _decoupled(
     if sigma != "relu":
         raise IatrunError(f"the decoupled model needs sigma 'relu', got {sigma!r}")
     return _iat(
-        basis_in=basis_in, basis_out=basis_out, mesh_ratio=mesh_ratio, method=method, sigma=sigma, wavelets=wavelets
+        basis_in=basis_in,
+        basis_out=basis_out,
+        mesh_ratio=mesh_ratio,
+        method=method,
+        sigma=sigma,
+        wavelets=wavelets,
     )
 
 

@@ -136,8 +136,8 @@ def test_iat_norm_in_the_bound_is_the_largest_activation_matrix_norm_met(kind, o
     mids = torch.tensor((reg.breakpoints[:-1] + reg.breakpoints[1:]) / 2)[:, None]
     with torch.no_grad():
         hs = model.hidden(mids)
-        for act, h, got in zip(model.acts, hs, reg.act_norms, strict=True):
-            a = act.activation_matrix(h)  # (R, n, n), SPEC §2
+        for act, norm, h, got in zip(model.acts, model.norms, hs, reg.act_norms, strict=True):
+            a = act.activation_matrix(h) * norm.factor  # (R, n, n), SPEC §2, times the gain
             assert got == pytest.approx(float(torch.linalg.matrix_norm(a, ord=2).max()), rel=1e-10)
     weights = np.prod([np.linalg.norm(lin.weight.detach().numpy(), 2) for lin in model.linears])
     assert reg.lipschitz_bound == pytest.approx(weights * np.prod(reg.act_norms), rel=1e-12)

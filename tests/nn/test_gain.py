@@ -24,7 +24,9 @@ def test_relu_mean_square_is_one_half():
     assert float(torch.relu(z).pow(2).mean()) == pytest.approx(RELU_MEAN_SQUARE, rel=0.01)
 
 
-@pytest.mark.parametrize("bi, bo", [("fourier", "pwq"), ("pwl-w", "rect-w"), ("pwq", "fourier"), ("rect", "pwl")])
+@pytest.mark.parametrize(
+    "bi, bo", [("fourier", "pwq"), ("pwl-w", "rect-w"), ("pwq", "fourier"), ("rect", "pwl")]
+)
 def test_closed_form_mean_square_matches_monte_carlo(bi, bo):
     exact = mean_square(bi, bo, 12, 3)
     sampled = monte_carlo_mean_square(IAT(12, bi, bo, 3).double(), 12)
