@@ -66,21 +66,21 @@ def local_bases() -> list[str]:
     """Bases that are neither global nor zero-integral (rect, pwl, pwq)."""
     from iatrun.nn.bases import BASES
 
-    return BASES.names(global_=False, zero_integral=False)
+    return BASES.names(global_=False, zero_integral=False, dyadic_of=None)
 
 
 def zero_integral_bases() -> list[str]:
     """Bases whose functions integrate to zero (fourier, pwl-w, rect-w)."""
     from iatrun.nn.bases import BASES
 
-    return BASES.names(zero_integral=True)
+    return BASES.names(zero_integral=True, dyadic_of=None)
 
 
 def wavelet_bases() -> list[str]:
     """Zero-integral bases that are local (pwl-w, rect-w)."""
     from iatrun.nn.bases import BASES
 
-    return BASES.names(global_=False, zero_integral=True)
+    return BASES.names(global_=False, zero_integral=True, dyadic_of=None)
 
 
 # --- per-seed scores ---------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def claim_stability(df: pd.DataFrame) -> Verdict:
     )
     if ok.empty or "loss_jumps" not in ok:
         return Verdict(name, stat, "n/a", "inconclusive")
-    cont = BASES.names(continuous=True)
+    cont = BASES.names(continuous=True, dyadic_of=None)
     counts, totals = [], []
     for _, g in ok.groupby(["task", "seed"]):
         relu = g[g["model"] == "relu"]

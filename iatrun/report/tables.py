@@ -15,7 +15,7 @@ def basis_order(values) -> list[str]:
     """The basis names among ``values`` in registry order, unknown names after them, sorted."""
     from iatrun.nn.bases import BASES
 
-    names = BASES.names()
+    names = BASES.names(dyadic_of=None)
     present = [v for v in values if isinstance(v, str)]
     return [b for b in names if b in present] + sorted(set(present) - set(names))
 
