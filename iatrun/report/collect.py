@@ -23,6 +23,9 @@ CONFIG_COLUMNS = {
     "method": ("model", "method"),
     "width": ("model", "width"),
     "depth": ("model", "depth"),
+    "norm": ("model", "norm"),
+    "n_train": ("task", "n_train"),
+    "n_points": ("task", "n_points"),
     "steps": ("train", "steps"),
     "lr": ("train", "lr"),
     "seed": ("seed",),
@@ -81,7 +84,7 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
         rows.append(row)
         flats.append(_flatten(cfg))
     df = pd.DataFrame(rows)
-    for col in ("mesh_ratio", "width", "depth", "steps", "seed"):
+    for col in ("mesh_ratio", "width", "depth", "steps", "seed", "n_train", "n_points"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     # every other config value that varies across the cells gets a column too
     flat = pd.DataFrame(flats)

@@ -4,8 +4,23 @@ import numpy as np
 import pandas as pd
 
 from iatrun.nn.bases import BASES
+from iatrun.report.budget import POINTS, calibrated
 
 BASES6 = BASES.names()[:6]
+
+
+def budget(task, **change):
+    """The budget columns of a cell of ``task``: the calibrated budget, with ``change`` applied
+    (steps, width, depth, points), and the default lr and norm."""
+    b = {**calibrated(task), **change}
+    return {
+        "steps": b["steps"],
+        "width": b["width"],
+        "depth": b["depth"],
+        POINTS[task]: b["points"],
+        "lr": 3e-3,
+        "norm": "gain",
+    }
 
 
 def cells(
@@ -17,9 +32,12 @@ def cells(
     sigmoid=(84.0, 3e-6),
     jitter=0.0,
     bases=BASES6,
+    **change,
 ):
-    """A synthetic sweep: acc(bi, bo, seed) and mse(bi, bo, seed) give each IAT cell's result."""
+    """A synthetic sweep: acc(bi, bo, seed) and mse(bi, bo, seed) give each IAT cell's result; every
+    cell at the calibrated budget unless ``change`` lowers it (``steps=60``)."""
     rng = np.random.default_rng(0)
+    mem, fit = budget("memorization", **change), budget("fitting", **change)
     rows = []
     for s in seeds:
         for bi in bases:
@@ -39,18 +57,21 @@ def cells(
                 rows.append(
                     dict(
                         common,
+                        **mem,
                         key=f"m/{bi}-{bo}/{s}",
                         task="memorization",
                         accuracy_pct=acc(bi, bo, s) + jitter * rng.normal(),
                     )
                 )
-                rows.append(dict(common, key=f"f/{bi}-{bo}/{s}", task="fitting", heldout_mse=mse(bi, bo, s)))
+                rows.append(
+                    dict(common, **fit, key=f"f/{bi}-{bo}/{s}", task="fitting", heldout_mse=mse(bi, bo, s))
+                )
         for name, (a, m) in (("relu", relu), ("tanh", tanh), ("sigmoid", sigmoid)):
             common = dict(
                 state="done", status="ok", model=name, seed=s, loss_jumps=5, loss_jump_total=2.0 + s
             )
-            rows.append(dict(common, key=f"m/{name}/{s}", task="memorization", accuracy_pct=a))
-            rows.append(dict(common, key=f"f/{name}/{s}", task="fitting", heldout_mse=m))
+            rows.append(dict(common, **mem, key=f"m/{name}/{s}", task="memorization", accuracy_pct=a))
+            rows.append(dict(common, **fit, key=f"f/{name}/{s}", task="fitting", heldout_mse=m))
     return pd.DataFrame(rows)
 
 
@@ -61,8 +82,9 @@ def mesh_sweep() -> pd.DataFrame:
         for r in (1, 2, 4, 8, 16):
             base = dict(state="done", status="ok", model="iat", basis_in="pwq", basis_out="pwq")
             base.update(mesh_ratio=r, seed=s)
-            rows.append(dict(base, key=f"f{r}{s}", task="fitting", heldout_mse=1e-3 / r * (1 + 0.01 * s)))
-            rows.append(dict(base, key=f"m{r}{s}", task="memorization", accuracy_pct=90 + 0.1 * r))
+            fit, mem = dict(base, **budget("fitting")), dict(base, **budget("memorization"))
+            rows.append(dict(fit, key=f"f{r}{s}", task="fitting", heldout_mse=1e-3 / r * (1 + 0.01 * s)))
+            rows.append(dict(mem, key=f"m{r}{s}", task="memorization", accuracy_pct=90 + 0.1 * r))
     return pd.DataFrame(rows)
 
 
@@ -89,6 +111,7 @@ def variant_sweep() -> pd.DataFrame:
                         mesh_ratio=4,
                         seed=s,
                         heldout_mse=mse * (1 + 0.05 * s),
+                        **budget("fitting"),
                     )
                 )
     return pd.DataFrame(rows)

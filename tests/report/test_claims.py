@@ -36,7 +36,7 @@ def test_claims_hold_on_a_paper_like_sweep():
         3: "holds",
         4: "holds",
         5: "holds",
-        6: "inconclusive",
+        6: "not tested: partial grid",  # no mesh ratios but the default
         7: "holds",
         8: "holds",
     }
@@ -59,10 +59,13 @@ def test_decide_rules():
     assert claims.decide([1.0, 1.1, 0.9]) == "holds"
     assert claims.decide([-1.0, -1.1, -0.9]) == "fails"
     assert claims.decide([1.0, -0.5, 0.2]) == "inconclusive"
-    assert claims.decide([0.01, 5.0]) == "inconclusive"  # same sign but within two standard errors
-    assert claims.decide([0.3]) == "holds" and claims.decide([]) == "inconclusive"
+    assert claims.decide([0.01, 5.0]) == "inconclusive"  # same sign, but the t interval holds zero
+    assert claims.decide([0.3]) == "inconclusive (one seed)" and claims.decide([]) == "not tested: no data"
     assert claims.combine(["holds", "inconclusive"]) == "inconclusive"
     assert claims.combine(["holds", "fails"]) == "fails"
+    assert claims.combine(["fails", "not tested: partial grid"]) == "fails"
+    assert claims.combine(["holds", "not tested: partial grid"]) == "not tested: partial grid"
+    assert claims.combine(["holds", "inconclusive (one seed)"]) == "inconclusive (one seed)"
 
 
 def test_mesh_claim_from_a_mesh_sweep():
@@ -129,7 +132,10 @@ def test_a_newly_registered_basis_is_counted_in_its_groups(new_bases):
     assert verdicts[5].statistic == (
         "mean score of columns rect, pwl, pwq, test-local − columns pwl-w, rect-w, test-wave"
     )
-    assert verdicts[2].ours == "memorization: mean +2.5 over 3 seed(s)"  # 10 on one of four rows
+    # 10 points on one of four zero-integral rows; the same on every seed: a zero-width interval
+    v2 = verdicts[2]
+    assert (v2.effect, v2.ci_low, v2.ci_high, v2.n, v2.unit) == (2.5, 2.5, 2.5, 3, "points")
+    assert v2.ours == "memorization: 88.1 % vs 85.6 %"  # 85 + 10/4 + 5/8 against 85 + 5/8
 
 
 def test_without_the_new_bases_those_sweeps_show_no_difference():
