@@ -10,6 +10,7 @@ construct`` writes for a hand-built network. This module is the only one that kn
     prediction.png the model against the target (fitting runs that finished ok)
     provenance.json command, source commit, versions, host, device and dtype (:mod:`iatrun.provenance`);
                    folders written before it existed lack it and are still sound
+    tune.json      with ``train.lr: auto``: the chosen rate and every candidate's score (:mod:`iatrun.tune`)
     metrics.json   written last: its presence means the folder is complete
 
 Every file is written atomically and the folder itself appears complete in one rename
@@ -31,6 +32,7 @@ from iatrun.provenance import collect
 
 CONFIG, METRICS, CURVE, MODEL = "config.yaml", "metrics.json", "curve.csv", "model.pt"
 LOSS_PLOT, PREDICTION_PLOT, PROVENANCE = "loss.png", "prediction.png", "provenance.json"
+TUNE = "tune.json"
 # The files check_run requires: every trained run has these. provenance.json is written too but not
 # required, so folders made before it (the committed reference results among them) stay sound.
 TRAINED_FILES = (CONFIG, METRICS, CURVE, MODEL, LOSS_PLOT)
@@ -108,6 +110,8 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
     if result.task.name == "fitting" and result.metrics["status"] == "ok":
         plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
     write_provenance(folder / PROVENANCE, result.model, result.config)
+    if getattr(result, "tune", None) is not None:
+        write_json(folder / TUNE, result.tune)
     write_json(folder / METRICS, result.metrics)  # last: its presence means complete
 
 

@@ -16,7 +16,6 @@ check (ranges, choices) is :func:`validate`. Nothing here imports the training o
 import copy
 import dataclasses
 import inspect
-import math
 import re
 import types
 import typing
@@ -30,6 +29,7 @@ from iatrun.errors import IatrunError
 from iatrun.nn.layers import NORMS
 from iatrun.nn.models import MODELS, build_model
 from iatrun.tasks import TARGETS, TASKS, target_params
+from iatrun.tune import Tune, positive, validate_tune
 
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam",)
@@ -40,7 +40,7 @@ DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 MUST = {
     "seed": "an integer",
     "train.steps": "an integer >= 1",
-    "train.lr": "a positive number",
+    "train.lr": "a positive number or 'auto'",
     "train.batch_size": "null (full batch) or an integer >= 1",
     "train.log_every": "an integer >= 1",
     "model.width": "an integer >= 1",
@@ -53,11 +53,12 @@ class Train:
     """``train:`` (values per task in conf/train/<task>.yaml)."""
 
     optimizer: str = MISSING  # adam
-    lr: float = MISSING  # > 0
+    lr: Any = MISSING  # > 0, or "auto" (chosen per setting by train.tune)
     steps: int = MISSING  # >= 1
     batch_size: int | None = MISSING  # null (full batch) or >= 1
     schedule: str = MISSING  # constant | cosine
     log_every: int = MISSING  # >= 1
+    tune: Tune | None = None  # needed by lr: auto
 
 
 @dataclasses.dataclass
@@ -292,6 +293,9 @@ def to_plain(cfg: DictConfig) -> dict:
         holder = _get(out, parent) if parent else out
         if isinstance(holder, dict):
             holder.pop(leaf, None)
+    lr = _get(out, "train.lr")
+    if isinstance(lr, int) and not isinstance(lr, bool):  # lr is a number or "auto": a number is a float
+        out["train"]["lr"] = float(lr)
     return out
 
 
@@ -323,13 +327,24 @@ def validate_train(t: Mapping[str, Any]) -> None:
     take their usual meaning: constant schedule, adam, every step logged)."""
     _require(_int(t.get("steps"), 1), "train.steps", t.get("steps"))
     lr = t.get("lr")
-    ok = not isinstance(lr, bool) and isinstance(lr, int | float) and math.isfinite(lr) and lr > 0
-    _require(ok, "train.lr", lr)
+    _require(lr == "auto" or positive(lr), "train.lr", lr)
+    if lr == "auto" or t.get("tune") is not None:
+        validate_tune(t.get("tune"))
     bs = t.get("batch_size")
     _require(bs is None or _int(bs, 1), "train.batch_size", bs)
     _choice(t.get("schedule", "constant"), SCHEDULES, "train.schedule")
     _choice(t.get("optimizer", "adam"), OPTIMIZERS, "train.optimizer")
     _require(_int(t.get("log_every", 1), 1), "train.log_every", t.get("log_every", 1))
+
+
+def check_selection_seeds(cfg: Mapping[str, Any]) -> None:
+    """A tuned config's reported seed must not be one of the seeds that chose its rate."""
+    t = cfg["train"]
+    if t.get("lr") == "auto" and cfg.get("seed") in (t.get("tune") or {}).get("seeds", ()):
+        raise IatrunError(
+            f"seed {cfg.get('seed')} is a selection seed of train.tune.seeds {list(t['tune']['seeds'])}: "
+            "a seed that chose the learning rate cannot be reported; use another seed"
+        )
 
 
 def validate_model(m: Mapping[str, Any]) -> None:
@@ -350,6 +365,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise IatrunError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
     _choice(cfg.get("dtype"), DTYPES, "dtype")
     validate_train(cfg["train"])
+    check_selection_seeds(cfg)
     validate_model(cfg["model"])
     task = cfg["task"]
     TASKS.check(task.get("name"))

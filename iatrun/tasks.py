@@ -106,6 +106,28 @@ def fitting_grids(n_train: int, holdout_factor: int) -> tuple[torch.Tensor, torc
     return x, (fine[1:] + fine[:-1]) / 2
 
 
+def validation_points(n_train: int, holdout_factor: int) -> torch.Tensor:
+    """Fitting's validation inputs, for choosing a learning rate: one per training interval, a
+    quarter of a held-out spacing off the held-out grid's lattice, cycling through the positions
+    inside the interval. Training points sit at offset 0 and held-out points at offset 1/2 of that
+    spacing, so the three sets are disjoint."""
+    h = 2.0 / ((n_train - 1) * holdout_factor)
+    x = torch.linspace(-1, 1, n_train, dtype=torch.float64)[:-1]
+    j = torch.arange(n_train - 1, dtype=torch.float64) % holdout_factor
+    return x + h * (j + 0.25)
+
+
+def validation(cfg: Mapping[str, Any], model: torch.nn.Module) -> float:
+    """The fitting task's validation MSE of ``model`` (see :func:`validation_points`)."""
+    name = TARGETS.check(cfg.get("target", "multi_sine"))
+    x = validation_points(_positive(cfg, "n_train"), _positive(cfg, "holdout_factor"))
+    y = TARGETS.get(name)(x, **target_params(cfg, name))
+    p = next(model.parameters())
+    with torch.no_grad():
+        pred = model(x.to(p)[:, None])[:, 0].double().cpu()
+    return float(torch.mean((pred - y) ** 2))
+
+
 @TASKS.register("fitting")
 def fitting(cfg: Mapping[str, Any]) -> TaskData:
     """1-D regression of a target on [-1, 1]; MSE loss; train/held-out MSE and max abs error."""

@@ -20,7 +20,8 @@ import torch
 from iatrun.errors import IatrunError
 from iatrun.nn.models import model_from_config
 from iatrun.schema import validate_train
-from iatrun.tasks import TaskData, make_task
+from iatrun.tasks import TaskData, make_task, validation
+from iatrun.tune import Score, is_auto, objective, resolve
 
 # A step whose loss rises by more than this fraction over the previous step counts as a jump.
 JUMP_THRESHOLD = 0.01
@@ -38,6 +39,15 @@ class Result:
     model: torch.nn.Module
     task: TaskData
     config: dict[str, Any] = field(default_factory=dict)
+    tune: dict[str, Any] | None = None  # the learning-rate choice, when train.lr is auto (iatrun.tune)
+
+    def tuned(self, cfg: Mapping[str, Any], record: Mapping[str, Any] | None) -> Result:
+        """This result as the run of ``cfg`` (lr ``auto``) whose rate ``record`` chose: the metrics
+        gain the chosen rate and whether it sits at an edge of the candidate grid."""
+        if record is not None:
+            self.metrics.update(lr_chosen=record["chosen"], lr_at_edge=bool(record["at_edge"]))
+            self.config, self.tune = dict(cfg), dict(record)
+        return self
 
 
 def resolve_device(name: str) -> torch.device:
@@ -200,6 +210,16 @@ def train(
     return Result(metrics(model, task, losses, diverged_step, wall), curve, model, task, dict(cfg))
 
 
+def trial(cfg: Mapping[str, Any]) -> Score:
+    """One trial of the learning-rate tuner (:mod:`iatrun.tune`): train ``cfg``, write nothing, and
+    score it (fitting: on its validation set)."""
+    result = train(cfg)
+    m = dict(result.metrics)
+    if m.get("status") == "ok" and result.task.name == "fitting":
+        m["validation_mse"] = validation(cfg["task"], result.model)
+    return objective(result.task.name, m)
+
+
 def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = None) -> tuple[Result, Path]:
     """Train and write a complete run folder; return the result and the folder.
 
@@ -210,9 +230,12 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     from iatrun.files import check_new_dir, staged_dir
     from iatrun.results import new_run_dir, save_result
 
-    prepared = prepare(cfg)
+    validate_train(cfg["train"])
     folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
-    result = train(cfg, on_step=on_step, prepared=prepared)
+    if is_auto(cfg):
+        prepare(cfg | {"train": {**cfg["train"], "lr": 1.0}})  # every other check before tuning
+    chosen, record = resolve(cfg, trial)
+    result = train(chosen, on_step=on_step).tuned(cfg, record)
     with staged_dir(folder) as stage:
         save_result(result, stage, title=folder.name)
     return result, folder

@@ -36,6 +36,13 @@ DEFAULT_TRAIN = {
     "batch_size": None,
     "schedule": "constant",
     "log_every": 1,
+    "tune": {
+        "candidates": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+        "seeds": [1000],
+        "eta": 3,
+        "min_fraction": 0.1111,
+        "extend": 2,
+    },
 }
 
 
@@ -184,7 +191,7 @@ def test_validate_train_keeps_the_python_callers_defaults():
     validate_train({"steps": 1, "lr": 1e-3})  # schedule, optimizer and log_every may be left out
     with pytest.raises(IatrunError, match=r"^train.steps must be an integer >= 1, got 0$"):
         validate_train({"steps": 0, "lr": 1e-3})
-    with pytest.raises(IatrunError, match=r"^train.lr must be a positive number, got nan$"):
+    with pytest.raises(IatrunError, match=r"^train.lr must be a positive number or 'auto', got nan$"):
         validate_train({"steps": 1, "lr": float("nan")})
 
 

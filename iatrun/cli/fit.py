@@ -45,7 +45,7 @@ def fit(
     steps: int = typer.Option(
         None, help="Optimisation steps.", show_default="per task: fitting 4000, memorization 1000"
     ),
-    lr: float = typer.Option(None, help="Adam learning rate.", show_default="per task: 3e-3 (conf/train/)"),
+    lr: str = typer.Option(None, help="Adam learning rate, or auto (train.tune).", show_default="3e-3"),
     seed: int = typer.Option(
         None, help="Model initialisation seed.", show_default=conf_default("config.yaml", "seed")
     ),

@@ -133,7 +133,7 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
         def on_done(row):
             console.print(line(row), highlight=False)
 
-        return _launch(folder, pending, jobs, launch_cfg, None, on_done, engine)
+        return _launch(folder, pending, jobs, launch_cfg, (None, on_done, _tuned(console)), engine)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     running: set[str] = set()
@@ -156,19 +156,36 @@ def _run(folder, pending, jobs, launch_cfg, quiet, console, engine) -> None:
             bar.console.print(line(row), highlight=False)
             bar.update(tid, advance=1, run=f"running {len(running)}")
 
-        _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine)
+        _launch(folder, pending, jobs, launch_cfg, (on_start, on_done, _tuned(bar.console)), engine)
 
 
-def _launch(folder, pending, jobs, launch_cfg, on_start, on_done, engine):
+def _tuned(console):
+    """Prints a line per setting whose learning rate was just chosen (``train.lr: auto``)."""
+
+    def on_tuned(key: str, rate: str) -> None:
+        console.print(f"{key.rsplit('/', 1)[0]}: learning rate chosen, {rate}", highlight=False)
+
+    return on_tuned
+
+
+def _launch(folder, pending, jobs, launch_cfg, hooks, engine):
     from iatrun.sweep.launch import run_submitit
     from iatrun.sweep.run import run_cells
 
+    on_start, on_done, on_tuned = hooks
     if launch_cfg is not None:  # one cell per job: the serial engine (auto; batched is refused)
-        return run_submitit(folder, pending, launch_cfg, on_done)
+        return run_submitit(folder, pending, launch_cfg, on_done)  # each job chooses its rate if needed
     jobs = min(jobs, os.cpu_count() or 1, len(pending)) if jobs > 1 else 1
     name, stack_size = engine
     return run_cells(
-        folder, pending, jobs=jobs, on_start=on_start, on_done=on_done, engine=name, stack_size=stack_size
+        folder,
+        pending,
+        jobs=jobs,
+        on_start=on_start,
+        on_done=on_done,
+        engine=name,
+        stack_size=stack_size,
+        on_tuned=on_tuned,
     )
 
 

@@ -39,6 +39,13 @@ SPEC_LOCK_TIMEOUT_S = 60.0  # longest wait for another sweep rewriting sweep.yam
 # --- cell state --------------------------------------------------------------------------------
 
 
+def tune_dir(sweep_dir: str | Path) -> Path:
+    """Where a sweep keeps each setting's learning-rate choice (:func:`iatrun.tune.ensure`)."""
+    from iatrun.tune import TUNE_DIR
+
+    return Path(sweep_dir) / TUNE_DIR
+
+
 def cell_dir(sweep_dir: str | Path, key: str) -> Path:
     return Path(sweep_dir) / "cells" / key
 
@@ -151,12 +158,14 @@ def clear_cell(sweep_dir: str | Path, cell: Cell) -> dict:
 
 def execute_cell(sweep_dir: str | Path, cell: Cell) -> dict:
     """Train one claimed cell with the serial engine (:func:`iatrun.train.train`) and finish it."""
-    from iatrun.train import train
+    from iatrun.train import train, trial
+    from iatrun.tune import resolve
 
     cfg = clear_cell(sweep_dir, cell)
     start = time.time()
     try:
-        result = train(cfg)
+        chosen, record = resolve(cfg, trial, tune_dir(sweep_dir))
+        result = train(chosen).tuned(cfg, record)
     except Exception as e:  # a crashing cell is recorded; the sweep goes on
         return fail_cell(sweep_dir, cell, e)
     return finish_cell(sweep_dir, cell, result, time.time() - start)

@@ -142,6 +142,7 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
     Every cell's config is validated here, before anything runs.
     """
     from iatrun.config import compose
+    from iatrun.schema import check_selection_seeds
     from iatrun.train import prepare
 
     cli = parse_overrides(overrides)
@@ -179,6 +180,7 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
                     cfg["seed"] = int(s)
                 except ValueError:
                     raise IatrunError(f"seed must be an integer, got {s!r}") from None
+                check_selection_seeds(cfg)
                 named = {k.lstrip("+~"): v for k, v in chosen.items()}
                 named.setdefault("task", cfg["task"]["name"])
                 named.setdefault("model", cfg["model"]["kind"])

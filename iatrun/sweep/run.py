@@ -45,9 +45,11 @@ from typing import Any
 
 from iatrun.batched import stack_signature
 from iatrun.errors import IatrunError
-from iatrun.sweep.cells import claimed, clear_cell, execute_cell, finish_cell, run_cell
+from iatrun.sweep.cells import claimed, clear_cell, execute_cell, finish_cell, run_cell, tune_dir
 from iatrun.sweep.grid import Cell
 from iatrun.tasks import make_task
+from iatrun.train import trial
+from iatrun.tune import cached, ensure, is_auto, resolve, setting_hash, with_lr
 
 ENGINES = ("auto", "batched", "serial")
 STACK_BYTES = 2**30  # default cap on a stack's (C, B, M) activations, all layers together
@@ -85,14 +87,21 @@ def auto_stacks(cfgs: Sequence[Mapping[str, Any]]) -> bool:
     return batch * m < AUTO_CPU_BM
 
 
-def plan(cells: Sequence, engine: str = "auto", jobs: int = 1, stack_size: int | None = None) -> list[list]:
+def plan(
+    cells: Sequence,
+    engine: str = "auto",
+    jobs: int = 1,
+    stack_size: int | None = None,
+    sweep_dir: str | Path | None = None,
+) -> list[list]:
     """Cut ``cells`` into work items: stacks (lists of ≥ 2 cells) and single cells (serial engine).
 
     Cells are grouped by :func:`stack_signature`; a group is cut into near-equal stacks of at
     most ``stack_size`` cells (default :func:`default_stack_size`), and into at least ``jobs``
     stacks so every worker gets a share. ``batched`` stacks every group of at least
     ``MIN_STACK`` cells; ``auto`` only those :func:`auto_stacks` allows (the module docstring
-    gives the measurements).
+    gives the measurements). A cell whose ``train.lr`` is ``auto`` stacks by the rate chosen for it
+    in ``sweep_dir`` (tune first: :func:`tune_pending`); one not chosen yet runs alone.
     """
     if engine not in ("auto", "batched"):
         raise IatrunError(f"plan() is for the batched engines, got engine {engine!r}")
@@ -101,13 +110,14 @@ def plan(cells: Sequence, engine: str = "auto", jobs: int = 1, stack_size: int |
     groups: dict[str, list] = {}
     items: list[list] = []
     for cell in cells:
-        sig = stack_signature(cell.config)
+        cfg = _chosen(cell.config, sweep_dir)
+        sig = None if cfg is None else stack_signature(cfg)
         if sig is None:
             items.append([cell])
         else:
             groups.setdefault(sig, []).append(cell)
     for group in groups.values():
-        cfgs = [c.config for c in group]
+        cfgs = [_chosen(c.config, sweep_dir) for c in group]
         if len(group) < MIN_STACK or (engine == "auto" and not auto_stacks(cfgs)):
             items += [[c] for c in group]
             continue
@@ -120,6 +130,14 @@ def plan(cells: Sequence, engine: str = "auto", jobs: int = 1, stack_size: int |
             items.append(group[start:stop])
             start = stop
     return items
+
+
+def _chosen(cfg: Mapping[str, Any], sweep_dir: str | Path | None) -> dict | None:
+    """``cfg`` with its tuned rate filled in from the sweep's cache; None if not chosen yet."""
+    if not is_auto(cfg):
+        return dict(cfg)
+    record = None if sweep_dir is None else cached(cfg, tune_dir(sweep_dir))
+    return None if record is None else with_lr(cfg, record["chosen"])
 
 
 # --- running work items ------------------------------------------------------------------------
@@ -156,11 +174,55 @@ def run_stack(sweep_dir: str | Path, cells: Sequence[Cell]) -> list[dict]:
         cfgs = [clear_cell(sweep_dir, c) for c in todo]
         start = time.time()
         try:
-            results = train_stack(cfgs)
+            chosen = [resolve(c, trial, tune_dir(sweep_dir)) for c in cfgs]
+            results = train_stack([c for c, _ in chosen])
         except Exception:  # rerun cell by cell: a crash is then recorded as the serial engine records it
             return rows + [execute_cell(sweep_dir, c) for c in todo]
+        results = [r.tuned(c, rec) for r, c, (_, rec) in zip(results, cfgs, chosen)]
         share = (time.time() - start) / len(todo)
         return rows + [finish_cell(sweep_dir, c, r, share) for c, r in zip(todo, results)]
+
+
+def _tune_one(sweep_dir: Path, cfg: Mapping[str, Any]) -> str:
+    """Choose one setting's learning rate into the sweep's cache; return its chosen rate as text."""
+    return f"{ensure(cfg, trial, tune_dir(sweep_dir))['chosen']:.3g}"
+
+
+def tune_pending(
+    sweep_dir: Path, cells: Sequence[Cell], jobs: int = 1, on_tuned: Callable[[str, str], None] | None = None
+) -> int:
+    """Choose the rate of every ``train.lr: auto`` setting among ``cells`` not chosen yet, ``jobs``
+    settings at a time; ``on_tuned(cell key, rate)`` reports each. Returns how many were chosen."""
+    todo: dict[str, Cell] = {}
+    for cell in cells:
+        if is_auto(cell.config) and cached(cell.config, tune_dir(sweep_dir)) is None:
+            todo.setdefault(setting_hash(cell.config), cell)
+    for key, rate in _pool_map(_tune_one, sweep_dir, [(c.key, c.config) for c in todo.values()], jobs):
+        if on_tuned:
+            on_tuned(key, rate)
+    return len(todo)
+
+
+def _pool_map(fn, sweep_dir: Path, items: Sequence[tuple[str, Any]], jobs: int):
+    """``(key, fn(sweep_dir, arg))`` for each ``(key, arg)``, here or in ``jobs`` worker processes."""
+    if jobs <= 1 or len(items) <= 1:
+        for key, arg in items:
+            yield key, fn(sweep_dir, arg)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(
+        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(fn, sweep_dir, arg): key for key, arg in items}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def run_cells(
@@ -171,6 +233,7 @@ def run_cells(
     on_done: Callable[[dict], None] | None = None,
     engine: str = "serial",
     stack_size: int | None = None,
+    on_tuned: Callable[[str, str], None] | None = None,
 ) -> list[dict]:
     """Run ``cells`` (serially or in ``jobs`` worker processes); report each as it lands.
 
@@ -182,10 +245,11 @@ def run_cells(
     """
     if engine not in ENGINES:
         raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    tune_pending(sweep_dir, cells, jobs, on_tuned)  # rates first, so stacks form by the chosen rate
     if engine == "serial":
         items: list[list[Cell]] = [[c] for c in cells]
     else:
-        items = plan(cells, engine=engine, jobs=jobs, stack_size=stack_size)
+        items = plan(cells, engine=engine, jobs=jobs, stack_size=stack_size, sweep_dir=sweep_dir)
     rows: list[dict] = []
     busy: list[Cell] = []
     by_key = {c.key: c for c in cells}

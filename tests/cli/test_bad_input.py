@@ -42,7 +42,7 @@ BAD = [
     (["fit", "--width", "-3"], "model.width must be an integer >= 1, got -3"),
     (["fit", "--depth", "0"], "model.depth must be an integer >= 1, got 0"),
     (["fit", "--steps", "0"], "train.steps must be an integer >= 1"),
-    (["fit", "--lr", "abc"], "Invalid value for '--lr'"),
+    (["fit", "--lr", "abc"], "train.lr must be a positive number or 'auto', got 'abc'"),
     (["fit", "--lr", "-0.1"], "train.lr must be a positive number"),
     (["fit", "--device", "tpu"], "unknown device 'tpu'"),
     (["fit", "--dtype", "int8"], "unknown dtype 'int8'"),

@@ -122,8 +122,8 @@ def test_default_run_folder_name(tmp_path):
         (["--mesh-ratio", "0"], "mesh_ratio must be an integer >= 1, got 0"),
         (["--width", "0"], "model.width must be an integer >= 1, got 0"),
         (["--steps", "0"], "train.steps must be an integer >= 1, got 0"),
-        (["--lr", "fast"], "Invalid value for '--lr'"),
-        (["train.lr=fast"], "train.lr must be a positive number, got 'fast'"),
+        (["--lr", "fast"], "train.lr must be a positive number or 'auto', got 'fast'"),
+        (["train.lr=-1"], "train.lr must be a positive number or 'auto', got -1"),
         (
             ["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1],[0,2]]"],
             "strictly increasing",
