@@ -6,17 +6,21 @@ seed) it runs **successive halving** over a log grid of candidate rates:
 
 1. every candidate trains for the first rung, ``steps · min_fraction`` steps;
 2. the best ``ceil(k / eta)`` of the ``k`` candidates go on to the next rung, ``eta`` times longer
-   (each rung trains from scratch, so any schedule means what it says at that length);
-3. it stops when one candidate is left or the full budget has been reached; the best of the last
-   rung is chosen.
+   (each rung trains from scratch, so any schedule means what it says at that length), but never
+   fewer than two: the last two always train for the full budget, and the choice is made there;
+3. a rung that would not cut the candidates any further is skipped.
 
-With the defaults (six candidates a half-decade apart, ``eta = 3``, ``min_fraction = 1/9``) that
-is 6 runs of ``steps/9`` then 2 of ``steps/3``: the cost of 1.33 full runs per selection seed,
-and the choice is made at a third of the budget. ``eta: 2`` decides at the full budget (cost 5).
+A choice made on a shorter run favours large rates: with a constant rate a short run rewards
+speed, and a large rate that leads after a third of the budget can oscillate or spike by the end
+(measured: fitting, relu, 4000 steps: 3e-2 won at 1333 steps and ended at held-out MSE 6.9e-2
+where 3e-3 gives 2.5e-3). With the defaults (six candidates, 1e-4 … 3e-2, ``eta = 3``,
+``min_fraction = 1/9``) that is 6 runs of ``steps/9`` and 2 of ``steps``: the cost of 2.67 full
+runs per selection seed.
 
 **Edges.** If the chosen rate is the smallest or the largest candidate, the grid is extended one
-step beyond that edge (at the deciding rung's length) while that keeps improving, at most
-``extend`` times; a choice still at an edge after that is flagged (``lr_at_edge``).
+step beyond that edge while that keeps improving, at most
+``extend`` times (each at the full budget); a choice still at an edge after that is flagged
+(``lr_at_edge``).
 
 **What is scored.** Training runs use the *selection seeds* (``train.tune.seeds``), which a sweep
 refuses to report. Fitting is scored on a validation set disjoint from the training points and the
@@ -46,6 +50,7 @@ from omegaconf import MISSING
 from iatrun.errors import IatrunError
 
 AUTO = "auto"
+FINALISTS = 2  # candidates that always reach the full budget, where the choice is made
 TUNE_DIR = "tune"  # a sweep folder's cache of tuning records, one JSON per setting
 
 Score = tuple[float, ...]  # lower is better, compared as a tuple
@@ -136,16 +141,15 @@ def halving(
         trials.append({"lr": lr, "steps": steps, "score": list(s)})
         return s
 
-    alive, deciding, scores = list(rates), rungs[-1], {}
-    for steps in rungs:
-        deciding = steps
-        scores = {lr: score(lr, steps) for lr in alive}
-        if len(alive) == 1:
+    alive, last, i = list(rates), len(rungs) - 1, 0
+    while True:
+        scores = {lr: score(lr, rungs[i]) for lr in alive}
+        if i == last:
             break
-        keep = math.ceil(len(alive) / eta)
-        alive = sorted(alive, key=lambda lr: (scores[lr], lr))[:keep]
-        if len(alive) == 1:
-            break
+        alive = sorted(alive, key=lambda lr: (scores[lr], lr))[: _keep(len(alive), eta)]
+        # a rung that would not cut the finalists is skipped: they go straight to the full budget
+        i = last if _keep(len(alive), eta) >= len(alive) else i + 1
+    deciding = rungs[last]
     best = min(alive, key=lambda lr: (scores[lr], lr))
     tried = list(rates)
     for _ in range(extend):
@@ -167,6 +171,11 @@ def halving(
         "decided_at_steps": deciding,
         "trials": trials,
     }
+
+
+def _keep(n: int, eta: int) -> int:
+    """How many of ``n`` candidates go on to the next rung: the best 1/eta, but at least the finalists."""
+    return max(math.ceil(n / eta), min(FINALISTS, n))
 
 
 def beyond(rates: Sequence[float], upward: bool) -> float:

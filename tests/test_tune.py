@@ -15,6 +15,12 @@ from iatrun.tune import beyond, halving, rung_steps, tune
 GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 
 
+def test_nine_candidates_are_cut_to_three_then_to_the_two_finalists():
+    rec = halving([10.0**k for k in range(-9, 0)], [10, 30, 90], bowl(1e-4), eta=3, extend=0)
+    assert [sum(t["steps"] == s for t in rec["trials"]) for s in (10, 30, 90)] == [9, 3, 2]
+    assert rec["chosen"] == 1e-4
+
+
 def bowl(best: float):
     """A synthetic score, lowest at ``best``; longer runs only lower it (the ranking holds at every rung)."""
 
@@ -31,12 +37,12 @@ def test_rungs_of_the_default_halving():
     assert rung_steps(5, 3, 1 / 9) == [1, 2, 5]
 
 
-def test_halving_finds_the_known_best_rate_and_keeps_a_third_per_rung():
+def test_halving_finds_the_known_best_rate_and_decides_at_the_full_budget():
     rec = halving(GRID, [100, 300, 900], bowl(3e-3), eta=3, extend=2)
     assert rec["chosen"] == 3e-3 and rec["at_edge"] is False
     per_rung = [sum(t["steps"] == s for t in rec["trials"]) for s in (100, 300, 900)]
-    assert per_rung == [6, 2, 0]  # 6 candidates, the best 2 go on, one is left at a third of the budget
-    assert rec["decided_at_steps"] == 300
+    assert per_rung == [6, 0, 2]  # 6 candidates; the best 2 skip the rung that would not cut them
+    assert rec["decided_at_steps"] == 900  # the choice is made at the full budget
 
 
 def test_an_edge_winner_extends_the_grid_until_it_stops_improving():
@@ -74,7 +80,7 @@ def test_tune_trains_only_on_selection_seeds_and_picks_the_best_trial():
     rec = tune(cfg, trial)
     assert {s for s, _, _ in seen} == {7, 8}  # never seed 0, the reported one
     assert rec["chosen"] == 1e-2 and rec["seeds"] == [7, 8]
-    assert {n for _, _, n in seen} == {3, 9}  # rungs of 27/9 and 27/3 steps
+    assert {n for _, _, n in seen} == {3, 27}  # the first rung (27/9 steps) and the full budget
 
 
 def test_a_reported_seed_that_is_a_selection_seed_is_refused():
@@ -116,4 +122,4 @@ def test_fit_with_auto_writes_the_choice(tmp_path):
     assert result.metrics["lr_chosen"] == record["chosen"] in record["candidates"]
     assert result.config["train"]["lr"] == "auto"  # the folder's config says how the rate was set
     steps = {t["steps"] for t in record["trials"]}
-    assert steps == {3, 9} and all(len(t["score"]) == 2 for t in record["trials"])
+    assert steps == {3, 27} and all(len(t["score"]) == 2 for t in record["trials"])
