@@ -162,7 +162,12 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
     for k, vals in cli:
         if k == "seed":
             seeds = vals
-    varying = sorted({k for b in blocks for k, v in b.items() if k.lstrip("+~") not in _NAMED and len(v) > 1})
+    # a key names every axis the grid file or the command line varies, so narrowing a grid's axis on
+    # the command line (running a grid in parts) keeps the cells' folder names
+    in_file = [{k: _values(k, v) for k, v in b.items()} for b in grid["blocks"]]
+    varying = sorted(
+        {k for b in blocks + in_file for k, v in b.items() if k.lstrip("+~") not in _NAMED and len(v) > 1}
+    )
     cells: dict[str, Cell] = {}
     cache: dict[tuple, dict] = {}
     for axes in blocks:

@@ -52,6 +52,16 @@ def test_command_line_sweep_overrides_replace_axes_and_add_keys():
     assert len(keys) == 2 * (1 + 3) * 2
 
 
+def test_narrowing_a_grid_axis_on_the_command_line_keeps_the_cell_names():
+    full = {c.key for c in expand(load_grid("calibrate"))}
+    part = expand(load_grid("calibrate"), ["train.steps=2000", "task.n_points=4000"])
+    assert {c.key for c in part} == {
+        "memorization/relu-n_points4000-steps2000/seed0",
+        "fitting/relu-steps2000/seed0",
+    }
+    assert {c.key for c in part} <= full  # a grid run in parts fills the folder the whole grid would
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
