@@ -162,12 +162,14 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
     for k, vals in cli:
         if k == "seed":
             seeds = vals
-    # a key names every axis the grid file or the command line varies, so narrowing a grid's axis on
-    # the command line (running a grid in parts) keeps the cells' folder names
-    in_file = [{k: _values(k, v) for k, v in b.items()} for b in grid["blocks"]]
-    varying = sorted(
-        {k for b in blocks + in_file for k, v in b.items() if k.lstrip("+~") not in _NAMED and len(v) > 1}
-    )
+    # a key names every axis whose value differs between cells, within a block or across blocks, in the
+    # grid file or on the command line: narrowing a grid's axis on the command line (running a grid in
+    # parts) keeps the cells' folder names
+    seen: dict[str, set[str]] = {}
+    for b in blocks + [{k: _values(k, v) for k, v in b.items()} for b in grid["blocks"]]:
+        for k, v in b.items():
+            seen.setdefault(k.lstrip("+~"), set()).update(v)
+    varying = sorted(k for k, v in seen.items() if k not in _NAMED and len(v) > 1)
     cells: dict[str, Cell] = {}
     cache: dict[tuple, dict] = {}
     for axes in blocks:
@@ -194,5 +196,9 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
                         named.setdefault(f"model.{opt}", str(cfg["model"][opt]))
                 named["seed"] = s
                 key = cell_key(named, varying)
+                if key in cells and config_hash(cells[key].config) != config_hash(cfg):
+                    raise IatrunError(
+                        f"two cells of the grid would share the folder {key!r}: name the axis that tells them apart in a block"
+                    )
                 cells.setdefault(key, Cell(key, cfg))
     return list(cells.values())

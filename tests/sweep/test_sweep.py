@@ -62,6 +62,13 @@ def test_narrowing_a_grid_axis_on_the_command_line_keeps_the_cell_names():
     assert {c.key for c in part} <= full  # a grid run in parts fills the folder the whole grid would
 
 
+def test_a_scalar_that_differs_between_blocks_names_the_cells():
+    cells = expand(load_grid("study-check"))
+    keys = {c.key for c in cells}
+    assert len(keys) == len(cells) == 24  # both budgets of each setting, no two cells in one folder
+    assert "fitting/relu-steps8000/seed0" in keys and "fitting/relu-depth3-width64-steps1000/seed0" in keys
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
