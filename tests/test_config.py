@@ -77,7 +77,7 @@ def test_defaults_compose_to_the_documented_values_in_order():
 def test_other_kinds_and_tasks_keep_their_keys():
     relu = compose(["model=relu", "task=memorization"])
     assert relu["model"] == {"kind": "relu", "norm": "gain", "width": 64, "depth": 2}
-    assert relu["task"] == {"name": "memorization", "seed": 0, "n_points": 3500, "dim": 16, "num_classes": 10}
+    assert relu["task"] == {"name": "memorization", "seed": 0, "n_points": 4500, "dim": 16, "num_classes": 10}
     dec = compose(["model=decoupled"])["model"]
     assert list(dec) == list(DEFAULT_MODEL) and dec["method"] == "exact" and dec["kind"] == "decoupled"
 

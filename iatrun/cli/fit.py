@@ -43,7 +43,7 @@ def fit(
         None, help="Number of hidden activations L.", show_default="per task: fitting 3, memorization 2"
     ),
     steps: int = typer.Option(
-        None, help="Optimisation steps.", show_default="per task: fitting 4000, memorization 1000"
+        None, help="Optimisation steps.", show_default="per task: 8000"
     ),
     lr: str = typer.Option(None, help="Adam learning rate, or auto (train.tune).", show_default="3e-3"),
     seed: int = typer.Option(

@@ -33,7 +33,7 @@ def test_quick_and_paper_grids_expand_to_the_paper_layout():
     paper = expand(load_grid("paper"))
     assert len(paper) == 3 * (2 * 36 + 2 * 3)
     assert {c.config["seed"] for c in paper} == {0, 1, 2}
-    assert paper[0].config["train"]["steps"] == 4000  # the default budget
+    assert paper[0].config["train"]["steps"] == 8000  # the default budget
 
 
 def test_command_line_sweep_overrides_replace_axes_and_add_keys():
