@@ -42,9 +42,7 @@ def fit(
     depth: int = typer.Option(
         None, help="Number of hidden activations L.", show_default="per task: fitting 3, memorization 2"
     ),
-    steps: int = typer.Option(
-        None, help="Optimisation steps.", show_default="per task: 8000"
-    ),
+    steps: int = typer.Option(None, help="Optimisation steps.", show_default="per task: 8000"),
     lr: str = typer.Option(None, help="Adam learning rate, or auto (train.tune).", show_default="3e-3"),
     seed: int = typer.Option(
         None, help="Model initialisation seed.", show_default=conf_default("config.yaml", "seed")

@@ -52,8 +52,30 @@ def _column(cells: pd.DataFrame, key: str, task: str) -> pd.Series:
     return pd.to_numeric(cells[col], errors="coerce")
 
 
+@cache
+def declared() -> dict[str, dict]:
+    """The named budgets below the calibrated one (``conf/budget/<name>.yaml``): per task its steps,
+    width, depth and points, and whether it has been ``validated`` against the calibrated budget."""
+    import yaml
+
+    from iatrun.config import config_dir
+
+    files = sorted((config_dir() / "budget").glob("*.yaml"))
+    return {p.stem: yaml.safe_load(p.read_text()) or {} for p in files}
+
+
+def named(cells: pd.DataFrame, task: str) -> tuple[str, dict] | None:
+    """The declared budget that every one of ``cells`` (of ``task``) runs at exactly, if there is one."""
+    for name, spec in declared().items():
+        want = spec.get(task)
+        if isinstance(want, dict) and all((_column(cells, k, task) == want.get(k)).all() for k in BUDGET):
+            return name, spec
+    return None
+
+
 def toy_reasons(df: pd.DataFrame, task: str) -> list[str]:
-    """Why ``task``'s cells are below the calibrated budget ("steps 60 < 4000"); [] if they are not."""
+    """Why ``task``'s cells are a toy budget ("steps 60 < 8000"); [] if they are not: at or above the
+    calibrated budget, or exactly at a declared budget whose ``validated`` is true."""
     cells = claim_cells(df, task)
     if cells.empty:
         return []
@@ -64,6 +86,11 @@ def toy_reasons(df: pd.DataFrame, task: str) -> list[str]:
             out.append(f"{LABEL[key]} unknown")
         elif (vals < cal[key]).any():
             out.append(f"{LABEL[key]} {_values(vals[vals < cal[key]])} < {cal[key]}")
+    if out and (found := named(cells, task)):
+        name, spec = found
+        if spec.get("validated") is True:
+            return []
+        out = [f"the {name} budget, not validated against the calibrated one (conf/budget/{name}.yaml)"]
     return out
 
 
@@ -84,24 +111,68 @@ def _values(s: pd.Series) -> str:
     return "/".join(out) if out else "?"
 
 
+def _edge_count(cells: pd.DataFrame) -> int:
+    """How many cells' chosen rate is still at an edge of the tuning grid (metric ``lr_at_edge``)."""
+    if "lr_at_edge" not in cells:
+        return 0
+    return int(cells["lr_at_edge"].map(lambda v: isinstance(v, bool | np.bool_) and bool(v)).sum())
+
+
+def lr_text(cells: pd.DataFrame) -> str:
+    """The learning rate(s) as run: ``lr 0.003``, or for ``train.lr: auto`` the rates chosen per
+    setting and how many cells' choice is at the tuning grid's edge."""
+    if "lr" not in cells:
+        return "lr ?"
+    auto = cells["lr"].astype(str) == "auto"
+    parts = [f"lr {_values(cells.loc[~auto, 'lr'])}"] if (~auto).any() or cells.empty else []
+    if auto.any():
+        chosen = pd.to_numeric(cells.loc[auto].get("lr_chosen", pd.Series(dtype=float)), errors="coerce")
+        text = "lr chosen per setting (auto)"
+        if chosen.notna().any():
+            lo, hi = _one(float(chosen.min())), _one(float(chosen.max()))
+            text += f": {lo}" if lo == hi else f": {lo} to {hi}"
+        text += f", {_edge_count(cells.loc[auto])} of {int(auto.sum())} at the grid's edge"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def protocol(cells: pd.DataFrame, task: str) -> str:
+    """What ``cells`` of ``task`` ran at: budget, learning rate, norm and (where recorded) wavelets:
+    ``steps 4000, width 128, depth 3, training points 1000; lr 0.003; norm gain; wavelets single``."""
+    run = ", ".join(f"{LABEL[k]} {_values(_column(cells, k, task))}" for k in BUDGET)
+    norm = _values(cells["norm"].fillna("none")) if "norm" in cells else "?"
+    out = f"{run}; {lr_text(cells)}; norm {norm}"
+    if "model.wavelets" in cells and cells["model.wavelets"].notna().any():
+        out += f"; wavelets {_values(cells['model.wavelets'])}"
+    return out
+
+
+def _at_or_validated(cells: pd.DataFrame, task: str) -> str:
+    found = named(cells, task)
+    if found is None:
+        return "the calibrated budget (or above)"
+    name, spec = found
+    rho = (spec.get("spearman") or {}).get(task)
+    return (
+        f"the {name} budget, validated against the calibrated one (Spearman {rho}; conf/budget/{name}.yaml)"
+    )
+
+
 def budget_lines(df: pd.DataFrame) -> list[str]:
-    """One header line per task: the budget as run, the learning rate(s), the norm, and whether
-    that is the calibrated budget."""
+    """One header line per task: the budget as run, the learning rate(s), the norm, the wavelets,
+    and whether that is the calibrated budget."""
     lines = []
     for task in MAIN:
         cells = claim_cells(df, task)
         if cells.empty:
             continue
         cal = calibrated(task)
-        run = ", ".join(f"{LABEL[k]} {_values(_column(cells, k, task))}" for k in BUDGET)
-        lr = _values(cells["lr"]) if "lr" in cells else "?"
-        norm = _values(cells["norm"].fillna("none")) if "norm" in cells else "?"
         reasons = toy_reasons(df, task)
         status = (
             f"**below the calibrated budget** ({'; '.join(reasons)})"
             if reasons
-            else "the calibrated budget (or above)"
+            else _at_or_validated(cells, task)
         )
         calib = ", ".join(f"{LABEL[k]} {cal[k]}" for k in BUDGET)
-        lines.append(f"- {task}: {run}; lr {lr}; norm {norm} — {status}; calibrated: {calib}")
+        lines.append(f"- {task}: {protocol(cells, task)} — {status}; calibrated: {calib}")
     return lines

@@ -30,6 +30,9 @@ CONFIG_COLUMNS = {
     "lr": ("train", "lr"),
     "seed": ("seed",),
 }
+# config keys a column is kept for even when every cell has the same value (the tables' captions
+# state them), under their dotted names
+PROTOCOL_KEYS = ("model.wavelets",)
 
 
 def _get(cfg: dict, path: tuple) -> object:
@@ -46,7 +49,9 @@ def _flatten(cfg: dict, prefix: str = "") -> dict:
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+            # a list as JSON text; a null as "null", so that a cell that has the key apart from one
+            # that lacks it (NaN) shows in the column (the report's split tells the two apart)
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) or v is None else v
     return out
 
 
@@ -86,11 +91,11 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col in ("mesh_ratio", "width", "depth", "steps", "seed", "n_train", "n_points"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    # every other config value that varies across the cells gets a column too
+    # every other config value that varies across the cells gets a column too (and the protocol keys)
     flat = pd.DataFrame(flats)
     known = {".".join(p) for p in CONFIG_COLUMNS.values()} | {"out"}
     for col in flat.columns:
-        if col not in known and flat[col].astype(str).nunique() > 1:
+        if col not in known and (col in PROTOCOL_KEYS or flat[col].astype(str).nunique() > 1):
             df[col] = flat[col]
     return df
 

@@ -197,8 +197,6 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
                 named["seed"] = s
                 key = cell_key(named, varying)
                 if key in cells and config_hash(cells[key].config) != config_hash(cfg):
-                    raise IatrunError(
-                        f"two cells of the grid would share the folder {key!r}: name the axis that tells them apart in a block"
-                    )
+                    raise IatrunError(f"two cells of the grid would share the folder {key!r}")
                 cells.setdefault(key, Cell(key, cfg))
     return list(cells.values())

@@ -115,3 +115,33 @@ def variant_sweep() -> pd.DataFrame:
                     )
                 )
     return pd.DataFrame(rows)
+
+
+def variants(column, values, accs, mses=None, **kw):
+    """One synthetic sweep per value of ``column`` (the i-th from ``accs[i]`` and ``mses[i]``), stacked
+    into one: every cell gets ``column = values[i]`` and a key of its own."""
+    mses = mses or [lambda bi, bo, s: 1e-3] * len(values)
+    parts = []
+    for value, acc, mse in zip(values, accs, mses):
+        df = cells(acc, mse, **kw)
+        df[column] = value
+        df["key"] = df["key"] + f"/{value}"
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
+def sweep_folder(path, df, monkeypatch, figures=False, spec=None):
+    """A sweep folder whose cells are ``df``: sweep.yaml written, and build's collect (and region
+    columns) patched to return ``df``; figures are drawn only when asked (they take seconds)."""
+    import yaml
+
+    from iatrun.report import build
+
+    path.mkdir(parents=True, exist_ok=True)
+    base = {"grid": "synthetic", "description": "hand-made", "overrides": [], "cells": {}}
+    (path / "sweep.yaml").write_text(yaml.safe_dump({**base, **(spec or {})}))
+    monkeypatch.setattr(build, "collect", lambda d: df.copy())
+    monkeypatch.setattr(build, "region_columns", lambda d, s: d)
+    if not figures:
+        monkeypatch.setattr(build, "_figures", lambda *a, **k: [])
+    return path

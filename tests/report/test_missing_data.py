@@ -19,8 +19,8 @@ def _mse(bi, bo, s):
 
 
 def test_the_calibrated_budget_is_each_tasks_default_config():
-    assert budget.calibrated("fitting") == {"steps": 4000, "width": 128, "depth": 3, "points": 1000}
-    assert budget.calibrated("memorization") == {"steps": 1000, "width": 64, "depth": 2, "points": 3500}
+    assert budget.calibrated("fitting") == {"steps": 8000, "width": 128, "depth": 3, "points": 1000}
+    assert budget.calibrated("memorization") == {"steps": 8000, "width": 64, "depth": 2, "points": 4500}
 
 
 def test_a_missing_local_row_makes_claim_2_a_partial_grid():
@@ -54,14 +54,14 @@ def test_claim_7_needs_tanh_sigmoid_and_relu_and_claim_6_two_mesh_ratios():
 def test_a_toy_budget_withholds_every_verdict():
     toy = cells(_acc, _mse, steps=60)
     reasons = budget.toy_tasks(toy)
-    assert reasons == {"fitting": ["steps 60 < 4000"], "memorization": ["steps 60 < 1000"]}
+    assert reasons == {"fitting": ["steps 60 < 8000"], "memorization": ["steps 60 < 8000"]}
     v = claims.claims(toy)
     assert [x.verdict for x in v] == ["not tested: toy budget"] * 8
     assert by_number(v)[2].withheld == "holds"  # the numbers are still there, the verdict is not
     # a smaller width, depth or training set is toy as well; a larger budget is not
     assert budget.toy_tasks(cells(_acc, _mse, width=16))["memorization"] == ["width 16 < 64"]
     assert budget.toy_tasks(cells(_acc, _mse, depth=1))["fitting"] == ["depth 1 < 3"]
-    assert budget.toy_tasks(cells(_acc, _mse, points=256))["memorization"] == ["training points 256 < 3500"]
+    assert budget.toy_tasks(cells(_acc, _mse, points=256))["memorization"] == ["training points 256 < 4500"]
     assert budget.toy_tasks(cells(_acc, _mse, steps=9000, width=256)) == {}
     # an unknown budget cannot be shown to be the calibrated one
     assert "steps unknown" in budget.toy_tasks(cells(_acc, _mse).drop(columns="steps"))["fitting"]
@@ -115,3 +115,29 @@ def test_claim_4_with_six_seeds_selects_on_two_and_with_two_seeds_is_not_tested(
     assert mem.n == 4 and mem.effect == pytest.approx((94 + 95 + 96 + 97) / 4 - 90)
     two = by_number(claims.claims(cells(_split_acc, _split_mse, seeds=(0, 1))))[4]
     assert two.verdict == "not tested: needs ≥ 3 seeds (selection and evaluation)"
+
+
+def _at_study_budget():
+    df = cells(_acc, _mse)
+    study = budget.declared()["study"]
+    for task, points in (("fitting", "n_train"), ("memorization", "n_points")):
+        rows = df["task"] == task
+        b = study[task]
+        df.loc[rows, ["steps", "width", "depth", points]] = [b["steps"], b["width"], b["depth"], b["points"]]
+    return df
+
+
+def test_a_declared_budget_gives_verdicts_only_once_validated(monkeypatch):
+    df = _at_study_budget()
+    monkeypatch.setitem(budget.declared()["study"], "validated", False)
+    reason = "the study budget, not validated against the calibrated one (conf/budget/study.yaml)"
+    assert budget.toy_tasks(df) == {"fitting": [reason], "memorization": [reason]}
+    assert by_number(claims.claims(df))[2].verdict == "not tested: toy budget"
+    monkeypatch.setitem(budget.declared()["study"], "validated", True)
+    monkeypatch.setitem(budget.declared()["study"], "spearman", {"fitting": 0.83})
+    assert budget.toy_tasks(df) == {}
+    assert by_number(claims.claims(df))[2].verdict == "holds"
+    line = budget.budget_lines(df)[0]
+    assert "the study budget, validated against the calibrated one (Spearman 0.83" in line
+    df.loc[df["task"] == "fitting", "steps"] = 999  # one step off the declared budget: a toy again
+    assert budget.toy_tasks(df)["fitting"][0] == "steps 999 < 8000"

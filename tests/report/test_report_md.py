@@ -5,6 +5,7 @@ import yaml
 from _synthetic import BASES6, cells
 
 from iatrun.report import build, claims, paper, tables
+from iatrun.report.budget import calibrated
 from iatrun.report.stats import Verdict
 
 
@@ -54,7 +55,11 @@ def test_every_verdict_row_has_effect_interval_p_and_seeds(tmp_path):
     assert four[7].startswith("**")
     # the header: seeds, the budget as run and that it is the calibrated one
     assert "seeds: [0, 1, 2]" in text
-    assert "- fitting: steps 4000, width 128, depth 3, training points 1000; lr 0.003; norm gain" in text
+    cal = calibrated("fitting")  # the synthetic cells run at it
+    assert (
+        f"- fitting: steps {cal['steps']}, width {cal['width']}, depth {cal['depth']}, "
+        f"training points {cal['points']}; lr 0.003; norm gain" in text
+    )
     assert "the calibrated budget (or above)" in text and "toy budget" not in text
 
 
@@ -62,7 +67,8 @@ def test_a_toy_one_seed_sweep_says_why_and_withholds(tmp_path):
     text = _report(tmp_path, cells(_acc, _mse, seeds=(0,), steps=60, width=16))
     rows = _claim_rows(text)[1:]
     assert all(r[7] == "**not tested: toy budget**" for r in rows)
-    assert "**below the calibrated budget** (steps 60 < 4000; width 16 < 128)" in text
+    cal = calibrated("fitting")
+    assert f"**below the calibrated budget** (steps 60 < {cal['steps']}; width 16 < {cal['width']})" in text
     assert "`not tested: toy budget` (claims 1, 2, 3, 4, 5, 6, 7, 8): the cells ran below" in text
     assert "`inconclusive (one seed)`" in text  # what the numbers would give, also explained
     assert not any("holds" in r[7] or "fails" in r[7] for r in rows)
