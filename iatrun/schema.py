@@ -338,7 +338,8 @@ def validate_train(t: Mapping[str, Any]) -> None:
 
 
 def check_selection_seeds(cfg: Mapping[str, Any]) -> None:
-    """A tuned config's reported seed must not be one of the seeds that chose its rate."""
+    """A tuned config's reported seed must not be one of the seeds that chose its rate (checked per
+    cell, once its seed is set: not at compose, where the seed may still be the root default)."""
     t = cfg["train"]
     if t.get("lr") == "auto" and cfg.get("seed") in (t.get("tune") or {}).get("seeds", ()):
         raise IatrunError(
@@ -365,7 +366,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise IatrunError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
     _choice(cfg.get("dtype"), DTYPES, "dtype")
     validate_train(cfg["train"])
-    check_selection_seeds(cfg)
+    if cfg["train"].get("lr") == "auto":
+        validate_tune(cfg["train"].get("tune"), (cfg.get("task") or {}).get("name"))
     validate_model(cfg["model"])
     task = cfg["task"]
     TASKS.check(task.get("name"))

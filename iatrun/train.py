@@ -21,7 +21,7 @@ from iatrun.errors import IatrunError
 from iatrun.nn.models import model_from_config
 from iatrun.schema import validate_train
 from iatrun.tasks import TaskData, make_task, validation
-from iatrun.tune import Score, is_auto, objective, resolve
+from iatrun.tune import Score, objective, resolve
 
 # A step whose loss rises by more than this fraction over the previous step counts as a jump.
 JUMP_THRESHOLD = 0.01
@@ -45,7 +45,11 @@ class Result:
         """This result as the run of ``cfg`` (lr ``auto``) whose rate ``record`` chose: the metrics
         gain the chosen rate and whether it sits at an edge of the candidate grid."""
         if record is not None:
-            self.metrics.update(lr_chosen=record["chosen"], lr_at_edge=bool(record["at_edge"]))
+            self.metrics.update(
+                lr_chosen=record["chosen"],
+                lr_at_edge=bool(record["at_edge"]),
+                lr_all_diverged=bool(record.get("all_diverged")),
+            )
             self.config, self.tune = dict(cfg), dict(record)
         return self
 
@@ -229,11 +233,11 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     """
     from iatrun.files import check_new_dir, staged_dir
     from iatrun.results import new_run_dir, save_result
+    from iatrun.schema import check_selection_seeds
 
-    validate_train(cfg["train"])
+    prepare(cfg)  # every check before any work
+    check_selection_seeds(cfg)
     folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
-    if is_auto(cfg):
-        prepare(cfg | {"train": {**cfg["train"], "lr": 1.0}})  # every other check before tuning
     chosen, record = resolve(cfg, trial)
     result = train(chosen, on_step=on_step).tuned(cfg, record)
     with staged_dir(folder) as stage:

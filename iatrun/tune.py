@@ -50,6 +50,9 @@ from omegaconf import MISSING
 from iatrun.errors import IatrunError
 
 AUTO = "auto"
+# The tuner's rule, stored in every record: a cached record made by another rule is not reused.
+# 1: the choice made at a third of the budget; 2: the finalists trained to the full budget.
+TUNER_VERSION = 2
 FINALISTS = 2  # candidates that always reach the full budget, where the choice is made
 TUNE_DIR = "tune"  # a sweep folder's cache of tuning records, one JSON per setting
 
@@ -79,10 +82,12 @@ def _whole(value: Any, low: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= low
 
 
-def validate_tune(t: Any) -> None:
+def validate_tune(t: Any, task: str | None = None) -> None:
     """Raise IatrunError naming the first bad value of the ``train.tune`` block ``lr: auto`` needs."""
     if not isinstance(t, Mapping):
         raise IatrunError(f"train.lr 'auto' needs a train.tune block (conf/train/<task>.yaml), got {t!r}")
+    if task is not None and task not in OBJECTIVES:
+        raise IatrunError(f"train.lr 'auto' cannot score task {task!r} (it can: {', '.join(OBJECTIVES)})")
     c, s, f = t.get("candidates"), t.get("seeds"), t.get("min_fraction")
     rules = [
         (
@@ -138,7 +143,7 @@ def halving(
     def score(lr: float, steps: int) -> Score:
         s = tuple(float(v) for v in evaluate(lr, steps))
         s = tuple(v if math.isfinite(v) else math.inf for v in s)
-        trials.append({"lr": lr, "steps": steps, "score": list(s)})
+        trials.append({"lr": lr, "steps": steps, "score": [v if v < math.inf else None for v in s]})
         return s
 
     alive, last, i = list(rates), len(rungs) - 1, 0
@@ -156,16 +161,20 @@ def halving(
         if best not in (tried[0], tried[-1]):
             break
         nxt = beyond(tried, upward=best == tried[-1])
+        if not nxt < tried[0] and not nxt > tried[-1]:  # rounding gave back a rate of the grid
+            break
         tried = sorted(tried + [nxt])
         s = score(nxt, deciding)
         scores[nxt] = s
-        if (s, nxt) < (scores[best], best):
+        if s < scores[best]:  # only a strict improvement moves the choice (a tie keeps it)
             best = nxt
         else:
             break
     return {
+        "version": TUNER_VERSION,
         "chosen": best,
         "at_edge": best in (tried[0], tried[-1]),
+        "all_diverged": scores[best] == WORST,  # no candidate trained: the choice means nothing
         "candidates": tried,
         "rungs": list(rungs),
         "decided_at_steps": deciding,
@@ -206,8 +215,11 @@ def objective(task_name: str, m: Mapping[str, Any]) -> Score:
         return WORST
     if task_name == "fitting":
         mse = float(m["validation_mse"])
-        return (math.log10(mse) if mse > 0 else -math.inf, 0.0)
+        return (math.log10(max(mse, 1e-300)), 0.0) if math.isfinite(mse) else WORST
     return (-100 * float(m["train_accuracy"]), float(m["train_loss"]))
+
+
+OBJECTIVES = ("fitting", "memorization")  # the tasks objective() can score
 
 
 def trial_config(cfg: Mapping[str, Any], lr: float, steps: int, seed: int) -> dict[str, Any]:
@@ -268,7 +280,16 @@ def cached(cfg: Mapping[str, Any], cache: str | Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record if record.get("setting") == json.loads(json.dumps(setting(cfg), default=str)) else None
+    same = record.get("setting") == json.loads(json.dumps(setting(cfg), default=str))
+    return record if same and record.get("version") == TUNER_VERSION else None
+
+
+def forget(cfg: Mapping[str, Any], cache: str | Path) -> None:
+    """Drop the stored record of ``cfg``'s setting (``--force``), under its lock."""
+    path = Path(cache) / f"{setting_hash(cfg)}.json"
+    if path.exists():
+        with _locked(path.with_suffix(".lock")):
+            path.unlink(missing_ok=True)
 
 
 def ensure(cfg: Mapping[str, Any], trial: Trial, cache: str | Path | None = None) -> dict[str, Any]:

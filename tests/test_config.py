@@ -32,7 +32,7 @@ DEFAULT_MODEL = {
 DEFAULT_TRAIN = {
     "optimizer": "adam",
     "lr": 3.0e-3,
-    "steps": 4000,
+    "steps": 8000,
     "batch_size": None,
     "schedule": "constant",
     "log_every": 1,

@@ -83,9 +83,50 @@ def test_tune_trains_only_on_selection_seeds_and_picks_the_best_trial():
     assert {n for _, _, n in seen} == {3, 27}  # the first rung (27/9 steps) and the full budget
 
 
-def test_a_reported_seed_that_is_a_selection_seed_is_refused():
+def test_a_reported_seed_that_is_a_selection_seed_is_refused(tmp_path):
+    from iatrun.schema import check_selection_seeds
+    from iatrun.train import run
+
     with pytest.raises(IatrunError, match="selection seed"):
-        validate(_auto(seed=1000))
+        check_selection_seeds(_auto(seed=1000))
+    with pytest.raises(IatrunError, match="selection seed"):
+        run(_auto(seed=1000, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+    validate(_auto(**{"train.tune.seeds": "[0]"}))  # compose's default seed 0 is not a reported seed yet
+
+
+def test_ties_keep_the_choice_and_a_grid_where_everything_diverges_says_so():
+    flat = halving(GRID, [100, 300, 900], lambda lr, n: (1.0, 0.0), eta=3, extend=2)
+    assert flat["chosen"] == 1e-4 and len(flat["candidates"]) == 7  # one extension, a tie: not taken
+    assert flat["all_diverged"] is False
+    dead = halving(GRID, [100, 300, 900], lambda lr, n: (math.nan, math.nan), eta=3, extend=2)
+    assert dead["all_diverged"] is True and dead["trials"][0]["score"] == [None, None]  # JSON-safe
+    json.dumps(dead, allow_nan=False)
+
+
+def test_an_extension_that_rounds_back_onto_the_grid_stops():
+    rec = halving([1e-3, 1.0001e-3, 1e-2], [10], bowl(1.0), eta=3, extend=2)
+    assert rec["candidates"] == [1e-3, 1.0001e-3, 1e-2] and rec["chosen"] == 1e-2 and rec["at_edge"]
+
+
+def test_lr_auto_refuses_a_task_it_cannot_score():
+    from iatrun.tune import validate_tune
+
+    block = {"candidates": [1e-3, 1e-2], "seeds": [1], "eta": 3, "min_fraction": 0.5, "extend": 0}
+    with pytest.raises(IatrunError, match="cannot score task 'mine'"):
+        validate_tune(block, "mine")
+
+
+def test_a_record_of_another_tuner_rule_is_not_reused(tmp_path):
+    from iatrun.tune import cached, ensure
+
+    cfg = _auto()
+    calls = []
+    ensure(cfg, lambda c: calls.append(c) or (1.0, 0.0), tmp_path)
+    assert cached(cfg, tmp_path)["version"] == 2 and len(calls) == 6 + 2 + 1  # one extension, a tie
+    path = next(tmp_path.glob("*.json"))
+    path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
+    assert cached(cfg, tmp_path) is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -94,6 +95,11 @@ def fit(
 
 
 def _with_progress(cfg, quiet, run):
+    if cfg["train"].get("lr") == "auto" and not quiet:
+        print(
+            "choosing the learning rate (train.tune: successive halving on selection seeds) …",
+            file=sys.stderr,
+        )
     if not interactive(quiet):
         return run(cfg)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

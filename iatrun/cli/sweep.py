@@ -95,9 +95,12 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
 
     jobs, launch_cfg, quiet, engine, stack_size = how
     cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
-    if force:
+    if force:  # every cell again, and every learning rate chosen again
+        from iatrun.tune import forget
+
         for cell in all_cells:
             cells.reset_cell(folder, cell)
+            forget(cell.config, cells.tune_dir(folder))
     pending = [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
     console = Console()
     console.print(
@@ -163,7 +166,8 @@ def _tuned(console):
     """Prints a line per setting whose learning rate was just chosen (``train.lr: auto``)."""
 
     def on_tuned(key: str, rate: str) -> None:
-        console.print(f"{key.rsplit('/', 1)[0]}: learning rate chosen, {rate}", highlight=False)
+        what = "learning rate not chosen:" if rate.startswith("failed") else "learning rate chosen,"
+        console.print(f"{key.rsplit('/', 1)[0]}: {what} {rate}", highlight=False)
 
     return on_tuned
 

@@ -184,8 +184,13 @@ def run_stack(sweep_dir: str | Path, cells: Sequence[Cell]) -> list[dict]:
 
 
 def _tune_one(sweep_dir: Path, cfg: Mapping[str, Any]) -> str:
-    """Choose one setting's learning rate into the sweep's cache; return its chosen rate as text."""
-    return f"{ensure(cfg, trial, tune_dir(sweep_dir))['chosen']:.3g}"
+    """Choose one setting's learning rate into the sweep's cache; return its chosen rate as text, or
+    why it failed (its cells then try again, and a failure is recorded as the cell's error)."""
+    try:
+        record = ensure(cfg, trial, tune_dir(sweep_dir))
+    except Exception as e:  # one setting's failure must not stop the others
+        return f"failed ({type(e).__name__}: {e})"
+    return f"{record['chosen']:.3g}" + (" (every candidate diverged)" if record.get("all_diverged") else "")
 
 
 def tune_pending(

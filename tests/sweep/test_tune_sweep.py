@@ -64,3 +64,35 @@ def test_batched_stacks_form_by_the_chosen_rate(tmp_path):
         rates = {cached(c.config, tmp_path / "tune")["chosen"] for c in item}
         assert len(rates) == 1
     assert sum(len(i) for i in items) == len(cells)
+
+
+def test_a_setting_whose_tuning_fails_fails_its_cells_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from iatrun import train
+
+    real = train.trial
+
+    def trial(cfg):
+        if cfg["model"].get("basis_in") == "fourier":
+            raise RuntimeError("boom")
+        return real(cfg)
+
+    monkeypatch.setattr(train, "trial", trial)
+    monkeypatch.setattr("iatrun.sweep.run.trial", trial)
+    out = tmp_path / "sw"
+    r = runner.invoke(app, ["sweep", "-q", "--out", str(out), *_grid(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "learning rate not chosen: failed (RuntimeError: boom)" in " ".join(r.output.split())
+    df = pd.read_csv(out / "cells.csv")
+    states = dict(zip(df["key"], df["state"]))
+    assert states["fitting/iat-fourier-pwq-r4/seed0"] == "failed"
+    assert sum(s == "done" for s in states.values()) == 4
+
+
+def test_the_tune_block_of_a_fixed_rate_cell_does_not_make_it_stale():
+    from iatrun.config import compose
+    from iatrun.sweep.grid import config_hash
+
+    a, b = compose(["train.lr=0.01"]), compose(["train.lr=0.01", "train.tune.seeds=[5]"])
+    assert config_hash(a) == config_hash(b)
+    a, b = compose(["train.lr=auto"]), compose(["train.lr=auto", "train.tune.seeds=[5]"])
+    assert config_hash(a) != config_hash(b)
