@@ -235,11 +235,11 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     from iatrun.results import new_run_dir, save_result
     from iatrun.schema import check_selection_seeds
 
-    prepare(cfg)  # every check before any work
+    prepared = prepare(cfg)  # every check before any work; the model does not depend on the rate
     check_selection_seeds(cfg)
     folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
     chosen, record = resolve(cfg, trial)
-    result = train(chosen, on_step=on_step).tuned(cfg, record)
+    result = train(chosen, on_step=on_step, prepared=prepared).tuned(cfg, record)
     with staged_dir(folder) as stage:
         save_result(result, stage, title=folder.name)
     return result, folder

@@ -150,6 +150,17 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _pool(jobs: int):
+    """``jobs`` spawned worker processes, each with its share of the cores as torch threads."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return ProcessPoolExecutor(
+        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    )
+
+
 def _run_item(sweep_dir: Path, item: Sequence[Cell]) -> list[dict]:
     """Run one work item: a single cell (serial engine) or a stack (:func:`run_stack`)."""
     if len(item) == 1:
@@ -214,13 +225,9 @@ def _pool_map(fn, sweep_dir: Path, items: Sequence[tuple[str, Any]], jobs: int):
         for key, arg in items:
             yield key, fn(sweep_dir, arg)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(
-        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-    ) as pool:
+    with _pool(jobs) as pool:
         futures = {pool.submit(fn, sweep_dir, arg): key for key, arg in items}
         try:
             for fut in as_completed(futures):
@@ -277,13 +284,9 @@ def run_cells(
             for row in _run_item(sweep_dir, item):
                 land(row)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(
-            jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-        ) as pool:
+        with _pool(jobs) as pool:
             pending = {}
             queue = list(items)
             try:
