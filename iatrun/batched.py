@@ -70,7 +70,7 @@ def stack_signature(cfg: Mapping[str, Any]) -> str | None:
         return None
     if not (entry.props.get("elementwise") or (kind == "iat" and m.get("method", "mesh") == "mesh")):
         return None
-    keep = {k: v for k, v in cfg.items() if k not in ("model", "seed", "out", "results_dir")}
+    keep = {k: v for k, v in cfg.items() if k not in ("model", "seed", "out", "results_dir", "artifacts")}
     keep["shape"] = [m.get("width"), m.get("depth")]
     if cfg["train"].get("batch_size") is not None:  # the mini-batch order comes from the seed
         keep["seed"] = cfg.get("seed", 0)

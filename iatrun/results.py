@@ -13,6 +13,11 @@ construct`` writes for a hand-built network. This module is the only one that kn
     tune.json      with ``train.lr: auto``: the chosen rate and every candidate's score (:mod:`iatrun.tune`)
     metrics.json   written last: its presence means the folder is complete
 
+A run with ``artifacts: lean`` keeps config.yaml, curve.csv, provenance.json, tune.json and
+metrics.json only (about 10 KB at ``train.log_every: 10``): a large study's cells fit in a commit,
+and a sweep still resumes from them; the model, the figures and the report's region counts need
+``artifacts: full`` (the default).
+
 Every file is written atomically and the folder itself appears complete in one rename
 (:func:`iatrun.files.staged_dir`).
 """
@@ -37,6 +42,7 @@ TUNE = "tune.json"
 # required, so folders made before it (the committed reference results among them) stay sound.
 TRAINED_FILES = (CONFIG, METRICS, CURVE, MODEL, LOSS_PLOT)
 BUILT_FILES = (CONFIG, METRICS, MODEL)  # a network set by hand (iatrun construct) has these
+LEAN_FILES = (CONFIG, METRICS, CURVE)  # a trained run with artifacts: lean
 CURVE_HEADER = "step,loss,lr"
 
 
@@ -105,10 +111,11 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
     folder = Path(folder)
     write_text(folder / CONFIG, config_yaml if config_yaml is not None else to_yaml(dict(result.config)))
     write_text(folder / CURVE, curve_csv(result.curve))
-    write_model(folder / MODEL, result.model, result.config, {"d": result.task.d, "o": result.task.o})
-    plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
-    if result.task.name == "fitting" and result.metrics["status"] == "ok":
-        plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
+    if result.config.get("artifacts", "full") != "lean":
+        write_model(folder / MODEL, result.model, result.config, {"d": result.task.d, "o": result.task.o})
+        plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
+        if result.task.name == "fitting" and result.metrics["status"] == "ok":
+            plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
     write_provenance(folder / PROVENANCE, result.model, result.config)
     if getattr(result, "tune", None) is not None:
         write_json(folder / TUNE, result.tune)
@@ -137,10 +144,15 @@ def save_built(
 
 
 def check_run(folder: str | os.PathLike, files: Sequence[str] = TRAINED_FILES) -> str | None:
-    """None if a finished run folder's ``files`` are intact, else what is wrong (one phrase)."""
+    """None if a finished run folder's ``files`` are intact, else what is wrong (one phrase).
+
+    A run whose config says ``artifacts: lean`` is held to :data:`LEAN_FILES` instead of
+    :data:`TRAINED_FILES`."""
     import yaml
 
     folder = Path(folder)
+    if files == TRAINED_FILES and _lean(folder):
+        files = LEAN_FILES
     for name in files:
         if not (folder / name).is_file():
             return f"{name} missing"
@@ -162,6 +174,14 @@ def check_run(folder: str | os.PathLike, files: Sequence[str] = TRAINED_FILES) -
     if MODEL in files and not zipfile.is_zipfile(folder / MODEL):
         return "model.pt unreadable"
     return None
+
+
+def _lean(folder: Path) -> bool:
+    """Whether the run folder's config.yaml (if readable) says ``artifacts: lean``."""
+    try:
+        return read_config(folder).get("artifacts") == "lean"
+    except Exception:  # unreadable or not a mapping: check_run reports it
+        return False
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -217,6 +237,8 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
         blob = torch.load(path / MODEL, map_location=device, weights_only=False)
         cfg, state, dims = blob["config"], blob["state_dict"], blob["dims"]
     except FileNotFoundError:
+        if _lean(path):
+            raise IatrunError(f"{path} was written with artifacts: lean and keeps no model.pt") from None
         raise IatrunError(f"{path} is not a run folder: model.pt is missing") from None
     except Exception as e:  # corrupt pickle, wrong content
         raise IatrunError(f"{path}/model.pt is unreadable ({type(e).__name__})") from None

@@ -34,6 +34,7 @@ from iatrun.tune import Tune, positive, validate_tune
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam",)
 DTYPES = ("float32", "float64")
+ARTIFACTS = ("full", "lean")  # what a run folder keeps (iatrun.results)
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # What a value must be, for the keys with a rule beyond their type (type errors use it too).
@@ -186,6 +187,7 @@ def config_schema(task: str | None, kind: str | None) -> type:
             _field("dtype", str),
             _field("out", str | None),
             _field("results_dir", str),
+            _field("artifacts", str),
         ],
     )
 
@@ -365,6 +367,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if not isinstance(device, str) or not DEVICE.fullmatch(device):
         raise IatrunError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
     _choice(cfg.get("dtype"), DTYPES, "dtype")
+    _choice(cfg.get("artifacts", "full"), ARTIFACTS, "artifacts")
     validate_train(cfg["train"])
     if cfg["train"].get("lr") == "auto":
         validate_tune(cfg["train"].get("tune"), (cfg.get("task") or {}).get("name"))

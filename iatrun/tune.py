@@ -201,8 +201,8 @@ def beyond(rates: Sequence[float], upward: bool) -> float:
 
 
 def setting(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """What a tuning record depends on: the config without seed, output place and device."""
-    return {k: v for k, v in cfg.items() if k not in ("seed", "out", "results_dir", "device")}
+    """What a tuning record depends on: the config without seed, output place, artifacts and device."""
+    return {k: v for k, v in cfg.items() if k not in ("seed", "out", "results_dir", "device", "artifacts")}
 
 
 def setting_hash(cfg: Mapping[str, Any]) -> str:

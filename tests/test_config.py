@@ -48,15 +48,26 @@ DEFAULT_TRAIN = {
 
 def test_defaults_compose_to_the_documented_values_in_order():
     cfg = compose([])
-    assert list(cfg) == ["task", "model", "train", "seed", "device", "dtype", "out", "results_dir"]
+    assert list(cfg) == [
+        "task",
+        "model",
+        "train",
+        "seed",
+        "device",
+        "dtype",
+        "out",
+        "results_dir",
+        "artifacts",
+    ]
     assert list(cfg["model"].items()) == list(DEFAULT_MODEL.items())  # same keys, values and order
     assert list(cfg["train"].items()) == list(DEFAULT_TRAIN.items())
-    assert {k: cfg[k] for k in ("seed", "device", "dtype", "out", "results_dir")} == {
+    assert {k: cfg[k] for k in ("seed", "device", "dtype", "out", "results_dir", "artifacts")} == {
         "seed": 0,
         "device": "auto",
         "dtype": "float32",
         "out": None,
         "results_dir": "results",
+        "artifacts": "full",
     }
     assert list(cfg["task"]) == [
         "name",
@@ -199,12 +210,13 @@ def test_validate_train_keeps_the_python_callers_defaults():
 
 FIT_ERRORS = [
     ("seed=abc", "error: seed must be an integer, got 'abc'"),
+    ("artifacts=some", "error: unknown artifacts 'some' (known: full, lean)"),
     ("train.steps=1.5", "error: train.steps must be an integer >= 1, got 1.5"),
     ("model.mesh_ratio=x", "error: model.mesh_ratio must be an integer, got 'x'"),
     (
         "+foo=1",
         "error: cannot add 'foo': the config schema has no such key "
-        "(known: task, model, train, seed, device, dtype, out, results_dir)",
+        "(known: task, model, train, seed, device, dtype, out, results_dir, artifacts)",
     ),
     (
         "+model.foo=1",

@@ -37,7 +37,7 @@ from iatrun.report.collect import CONFIG_COLUMNS
 
 # the tables' own axes beside the seed: a key varying within one such group is an extra axis
 GROUP = ("task", "model", "basis_in", "basis_out", "mesh_ratio", "method")
-NOT_AXES = {"out", "results_dir"}  # where a run was written, not how it ran
+NOT_AXES = {"out", "results_dir", "artifacts"}  # where a run was written and what it kept, not how it ran
 MAX_VARIANTS = 12  # more are refused: no one reads more sections side by side
 MAX_NAME = 160  # characters of a variant's name (file names stay well under 255 bytes)
 

@@ -37,9 +37,9 @@ class Cell:
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """A digest of everything that determines a cell's result (not where it is written, nor the
-    ``train.tune`` block of a cell whose rate is fixed)."""
-    keep = {k: v for k, v in cfg.items() if k not in ("out", "results_dir", "device")}
+    """A digest of everything that determines a cell's result: not where it is written, nor how
+    much of it is kept (``artifacts``), nor the ``train.tune`` block of a cell whose rate is fixed."""
+    keep = {k: v for k, v in cfg.items() if k not in ("out", "results_dir", "device", "artifacts")}
     if isinstance(keep.get("train"), Mapping) and keep["train"].get("lr") != "auto":
         keep["train"] = {k: v for k, v in keep["train"].items() if k != "tune"}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from iatrun.errors import IatrunError
 from iatrun.sweep import cells
 from iatrun.sweep.grid import expand, load_grid
 
@@ -157,3 +158,27 @@ def test_check_sweep_dir_wants_sweep_yaml_and_cells(swept, tmp_path):
     (tmp_path / "no_spec" / "cells").mkdir(parents=True)
     with pytest.raises(IatrunError, match=r"is not a sweep folder \(no readable sweep.yaml\)"):
         cells.check_sweep_dir(tmp_path / "no_spec")
+
+
+def test_lean_cells_keep_only_the_small_files_and_a_rerun_finds_them_done(tmp_path, one_thread):
+    from _support import write_grids
+
+    from iatrun.results import LEAN_FILES, PROVENANCE, check_run, load_run
+
+    conf = write_grids(tmp_path / "conf")
+    grid = load_grid("tiny", conf)
+    over = ["model.basis_in=rect", "model.basis_out=rect", "seed=0"]
+    lean = expand(grid, [*over, "artifacts=lean"], user_dir=conf)
+    full = expand(grid, over, user_dir=conf)
+    assert [c.config_hash for c in lean] == [c.config_hash for c in full]  # what is kept is not the result
+    folder = tmp_path / "s"
+    cells.prepare_sweep_dir(folder, grid, [], lean)
+    row = cells.run_cell(folder, lean[0])
+    run = cells.cell_dir(folder, lean[0].key)
+    assert row["state"] == "done" and check_run(run) is None
+    assert {p.name for p in run.iterdir()} == {*LEAN_FILES, PROVENANCE, cells.DONE}
+    assert cells.cell_state(folder, full[0]) == ("done", "ok")  # a resume without the option keeps it
+    with pytest.raises(IatrunError, match="artifacts: lean"):
+        load_run(run)
+    (run / "curve.csv").unlink()
+    assert cells.cell_state(folder, lean[0]) == ("incomplete", "curve.csv missing")
