@@ -143,11 +143,26 @@ def _chosen(cfg: Mapping[str, Any], sweep_dir: str | Path | None) -> dict | None
 # --- running work items ------------------------------------------------------------------------
 
 
-def _worker_init(threads: int) -> None:
-    """A worker process's entry point: its share of the cores as torch threads."""
+def _worker_init(threads: int, parent: int | None = None) -> None:
+    """A worker process's entry point: its share of the cores as torch threads, and a watch that
+    ends the worker when ``parent`` (the sweep) is gone, so a killed sweep leaves no worker behind
+    training an orphaned cell (its unfinished folder is redone on resume)."""
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """Poll once a second; exit the process at once when it has been re-parented."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _pool(jobs: int):
@@ -157,7 +172,7 @@ def _pool(jobs: int):
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     return ProcessPoolExecutor(
-        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads, os.getpid())
     )
 
 

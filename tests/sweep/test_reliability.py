@@ -239,3 +239,26 @@ def test_killing_a_jobs_2_sweep_at_ten_points_loses_nothing(tmp_path, grids, ref
     assert len(list(out.glob("cells/**/done.json"))) == N_CELLS
     assert not [p for p in (out / "cells").rglob("*") if ".partial-" in p.name or p.name.endswith(".tmp")]
     assert_same_results(out, ref)
+
+
+def test_a_worker_exits_when_its_sweep_is_killed(tmp_path):
+    # the sweep's process makes its pool, learns a worker's pid, and dies without any clean-up
+    script = (
+        "import os, sys, time\n"
+        "from iatrun.sweep.run import _pool\n"
+        "pool = _pool(1)\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "pool.submit(time.sleep, 120)\n"
+        "time.sleep(0.5)\n"
+        "os._exit(0)\n"
+    )
+    with open(tmp_path / "out", "w") as out:  # a file, not a pipe: an orphan holding it open blocks nothing
+        subprocess.run([sys.executable, "-c", script], stdout=out, timeout=120, check=True)
+    worker = int((tmp_path / "out").read_text().split()[0])
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    gone = not Path(f"/proc/{worker}").exists()
+    if not gone:
+        os.kill(worker, signal.SIGKILL)
+    assert gone, "the worker outlived its sweep by 20 s"
