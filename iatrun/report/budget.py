@@ -64,6 +64,13 @@ def declared() -> dict[str, dict]:
     return {p.stem: yaml.safe_load(p.read_text()) or {} for p in files}
 
 
+def validated(spec: dict, task: str) -> bool:
+    """Whether a declared budget is validated for ``task``: ``validated: true`` (every task) or
+    ``validated: {task: true, ...}`` (per task; a task left out is not)."""
+    v = spec.get("validated")
+    return v is True or (isinstance(v, dict) and v.get(task) is True)
+
+
 def named(cells: pd.DataFrame, task: str) -> tuple[str, dict] | None:
     """The declared budget that every one of ``cells`` (of ``task``) runs at exactly, if there is one."""
     for name, spec in declared().items():
@@ -88,7 +95,7 @@ def toy_reasons(df: pd.DataFrame, task: str) -> list[str]:
             out.append(f"{LABEL[key]} {_values(vals[vals < cal[key]])} < {cal[key]}")
     if out and (found := named(cells, task)):
         name, spec = found
-        if spec.get("validated") is True:
+        if validated(spec, task):
             return []
         out = [f"the {name} budget, not validated against the calibrated one (conf/budget/{name}.yaml)"]
     return out

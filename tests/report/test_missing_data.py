@@ -139,5 +139,11 @@ def test_a_declared_budget_gives_verdicts_only_once_validated(monkeypatch):
     assert by_number(claims.claims(df))[2].verdict == "holds"
     line = budget.budget_lines(df)[0]
     assert "the study budget, validated against the calibrated one (Spearman 0.83" in line
+    monkeypatch.setitem(budget.declared()["study"], "validated", {"memorization": True, "fitting": False})
+    assert budget.toy_tasks(df) == {"fitting": [reason]}  # validated per task
+    verdicts = by_number(claims.claims(df))
+    assert verdicts[2].verdict == "holds"  # claim 2 reads memorisation only
+    assert verdicts[3].verdict == "not tested: toy budget"  # claim 3 reads fitting too
+    monkeypatch.setitem(budget.declared()["study"], "validated", True)
     df.loc[df["task"] == "fitting", "steps"] = 999  # one step off the declared budget: a toy again
     assert budget.toy_tasks(df)["fitting"][0] == "steps 999 < 8000"
