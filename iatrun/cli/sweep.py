@@ -23,6 +23,12 @@ def sweep(
         "launcher.KEY=VALUE sets a launcher option.",
     ),
     grid: str = typer.Option("quick", help="Named grid in conf/sweep/ (quick, paper, mesh, ...)."),
+    where: list[str] = typer.Option(
+        None,
+        help="Run only the grid's cells whose config has KEY=VALUE[,VALUE...] (repeatable; task=, model= "
+        "match the group): a part of the grid, its cells unchanged, into the same folder.",
+        show_default=False,
+    ),
     out: Path = typer.Option(
         None,
         help="Sweep folder; rerun into the same folder to resume.",
@@ -75,7 +81,7 @@ def sweep(
     launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
     spec = grids.load_grid(grid, config_dir)
     cell_overrides = overrides + ([f"device={device}"] if device else [])
-    all_cells = grids.expand(spec, cell_overrides, user_dir=config_dir)
+    all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where or [])
     results_dir = all_cells[0].config.get("results_dir") or "results"
     folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
     change = cells.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten

@@ -203,3 +203,43 @@ def expand(grid: Mapping[str, Any], overrides: Sequence[str] = (), user_dir=None
                     raise IatrunError(f"two cells of the grid would share the folder {key!r}")
                 cells.setdefault(key, Cell(key, cfg))
     return list(cells.values())
+
+
+_GROUP_NAME = {"task": "name", "model": "kind"}  # --where task=fitting reads task.name, model=iat model.kind
+
+
+def select(cells: Sequence[Cell], where: Sequence[str]) -> list[Cell]:
+    """The cells whose config matches every ``KEY=V1[,V2...]`` of ``where`` (a dotted key; ``task``
+    and ``model`` match the group's name). Unlike an override, this changes no cell: the cells keep
+    their configs and folder names, so a grid can be run in parts into one folder."""
+    chosen = list(cells)
+    for text in where:
+        key, eq, raw = text.partition("=")
+        if not eq or not key or not raw:
+            raise IatrunError(f"--where {text!r} needs the form KEY=VALUE[,VALUE...]")
+        wanted = [yaml.safe_load(v) for v in raw.split(",")]
+        values = [_lookup(c.config, key) for c in chosen]
+        if all(v is _MISSING for v in values):
+            raise IatrunError(f"--where {text!r}: no cell of the grid has the key {key!r}")
+        chosen = [c for c, v in zip(chosen, values) if v is not _MISSING and _matches(v, wanted)]
+        if not chosen:
+            raise IatrunError(f"--where {text!r} leaves no cell of the grid's {len(cells)}")
+    return chosen
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: Mapping[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    if isinstance(node, Mapping) and key in _GROUP_NAME:
+        return node.get(_GROUP_NAME[key], _MISSING)
+    return node
+
+
+def _matches(value: Any, wanted: Sequence[Any]) -> bool:
+    return any(value == w or str(value) == str(w) for w in wanted)

@@ -12,7 +12,8 @@ from _support import N_CELLS, assert_same_results, exe, stable, tables
 from typer.testing import CliRunner
 
 from iatrun.cli import app
-from iatrun.sweep.grid import expand, load_grid
+from iatrun.errors import IatrunError
+from iatrun.sweep.grid import expand, load_grid, select
 
 runner = CliRunner()
 
@@ -62,11 +63,29 @@ def test_narrowing_a_grid_axis_on_the_command_line_keeps_the_cell_names():
     assert {c.key for c in part} <= full  # a grid run in parts fills the folder the whole grid would
 
 
+def test_where_runs_a_part_of_a_grid_without_changing_its_cells():
+    full = {c.key: c for c in expand(load_grid("study-check"))}
+    part = select(list(full.values()), ["task=memorization", "train.steps=1000"])
+    assert {c.key for c in part} == {k for k in full if k.startswith("memorization/") and "steps1000" in k}
+    assert len(part) == 6 and all(c.config == full[c.key].config for c in part)  # nothing overridden
+    assert len(select(list(full.values()), ["model.basis_in=rect,fourier"])) == 8
+    with pytest.raises(IatrunError, match="leaves no cell of the grid's 24"):
+        select(list(full.values()), ["train.steps=5"])
+    with pytest.raises(IatrunError, match="no cell of the grid has the key 'train.stepz'"):
+        select(list(full.values()), ["train.stepz=1000"])
+
+
+def test_a_bad_where_is_one_error_line_and_writes_nothing(tmp_path):
+    res = sweep("--out", str(tmp_path / "sw"), "--where", "model.norm")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --where 'model.norm' needs the form")
+    assert len(res.stderr.splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
 def test_a_scalar_that_differs_between_blocks_names_the_cells():
     cells = expand(load_grid("study-check"))
     keys = {c.key for c in cells}
     assert len(keys) == len(cells) == 24  # both budgets of each setting, no two cells in one folder
-    assert "fitting/relu-steps8000/seed0" in keys and "fitting/relu-depth3-width64-steps1000/seed0" in keys
+    assert "fitting/relu-steps8000/seed0" in keys and "fitting/relu-depth3-width64-steps3000/seed0" in keys
 
 
 @pytest.mark.parametrize(
