@@ -4,7 +4,8 @@ Everything here reads only the sweep folder, so `iatrun report DIR` rebuilds it 
 that varies a setting beyond the tables' axes (:mod:`iatrun.report.split`) gets one set of tables,
 figures and claims per variant, named ``<name>__<variant>``, one report.md section per variant, and
 study.md (:mod:`iatrun.report.study`); a split that cannot be made is refused before anything is
-written.
+written. A sweep with settings at both the calibrated and a declared budget also gets
+budget-check.md (:mod:`iatrun.report.budget_check`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import pandas as pd
 
 from iatrun.files import write_text
 from iatrun.report import markdown, paper
+from iatrun.report.budget_check import budget_check_md, checks
 from iatrun.report.claims import Verdict, claims
 from iatrun.report.collect import MAIN, collect, region_columns
 from iatrun.report.markdown import body_md, demote, figures_md, header_md, split_md, unfinished_md, why_md
 from iatrun.report.split import Variant, split
 from iatrun.report.tables import baselines_table, mesh_table, pair_table, variant_table
+from iatrun.sweep.cells import read_spec
 
 # The metrics tabulated per task, beside each task's main metric.
 TABLE_METRICS = {
@@ -29,6 +32,7 @@ TABLE_METRICS = {
     "memorization": ["accuracy_pct", "train_loss"],
 }
 STUDY = "study.md"
+BUDGET_CHECK = "budget-check.md"  # a sweep with settings at the calibrated and a declared budget
 # the files a report writes in tables/ and figures/ (an earlier report's that this one does not
 # write again are removed, so a folder never mixes two splits)
 _TABLES = "|".join(f"{t}_{m}(_std)?" for t, ms in TABLE_METRICS.items() for m in ms)
@@ -83,6 +87,9 @@ def build(sweep_dir: str | Path) -> dict:
         written.add(study)
         verdicts = [replace(v, claim=f"{p.variant.label}: {v.claim}") for p in parts for v in p.verdicts]
     write_text(sweep_dir / "report.md", text)
+    if found := checks(df):
+        write_text(sweep_dir / BUDGET_CHECK, budget_check_md(read_spec(sweep_dir)["grid"], found))
+        written.add(sweep_dir / BUDGET_CHECK)
     _remove_stale(sweep_dir, written)
     return {"cells": df, "verdicts": verdicts, "report": sweep_dir / "report.md", "study": study}
 
@@ -147,7 +154,7 @@ def _figures(
 def _remove_stale(sweep_dir: Path, written: set) -> None:
     """Remove what an earlier report wrote and this one did not (another split, or none)."""
     stale = [p for d in ("tables", "figures") for p in (sweep_dir / d).iterdir() if OWN_FILES.match(p.name)]
-    stale.append(sweep_dir / STUDY)
+    stale += [sweep_dir / STUDY, sweep_dir / BUDGET_CHECK]
     for path in stale:
         if path not in written and path.is_file():
             path.unlink()
