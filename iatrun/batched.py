@@ -41,8 +41,6 @@ sweep's business: :mod:`iatrun.sweep.run`.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +49,11 @@ import torch
 from torch import nn
 
 from iatrun.errors import IatrunError
+from iatrun.loop import Checkpoint, LossBlock, Record, Stopwatch, blocks, first_bad
 from iatrun.nn.iat import IAT
 from iatrun.nn.models import MLP, MODELS, Elementwise, model_from_config
 from iatrun.tasks import TaskData
-from iatrun.train import Result, batches, data, logged, metrics, optimizer, prepare
+from iatrun.train import Result, batches, data, metrics, optimizer, prepare
 
 # --- which cells stack -------------------------------------------------------------------------
 
@@ -240,12 +239,13 @@ def train_stack(
 
     Reproduces :func:`iatrun.train.train` for every cell (see the module docstring): the same
     optimiser, batches, curve rule and metrics (:mod:`iatrun.train`'s step pieces). ``on_step
-    (step, losses)`` is called after every step with the losses in stack order.
+    (step, losses)`` is called for every step, a block of steps at a time (:mod:`iatrun.loop`),
+    with the losses in stack order.
     """
     st = prepared or prepare_stack(cfgs)
     cfg0, task, net = cfgs[st.order[0]], st.task, st.model
     t = cfg0["train"]
-    steps, every = int(t["steps"]), int(t.get("log_every", 1))
+    steps = int(t["steps"])
     x, y = data(task, st.device, st.dtype)  # shared by every cell
     params = list(net.parameters())
     opt, sched = optimizer(params, t)
@@ -253,60 +253,77 @@ def train_stack(
     loss_fn = _stacked_loss(task)
 
     C = len(st.models)
-    curves: list[list[tuple[int, float, float]]] = [[] for _ in range(C)]
-    losses: list[list[float]] = [[] for _ in range(C)]
-    diverged: list[int | None] = [None] * C
     frozen = [p.detach().clone() for p in params]  # rows of diverged cells hold their last values
     dead = torch.zeros(C, dtype=torch.bool, device=st.device)
-    net.train()
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
+    masking = False  # whether any cell is dead (known on the host: no read of ``dead``)
+
+    def step(dying: Sequence[int] = ()) -> torch.Tensor:
+        """One step of every cell; ``dying`` (known only in a replay) diverge at this step."""
+        nonlocal masking
         idx = rows.next()
         xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-        lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         per_cell = loss_fn(net(xb), yb)  # (C,)
-        values = per_cell.tolist()
-        for c, value in enumerate(values):
-            if diverged[c] is None and not math.isfinite(value):
-                diverged[c] = step
-                curves[c].append((step, value, lr))
-                dead[c] = True
-                for p, keep in zip(params, frozen):
-                    keep[c] = p.detach()[c]
-        if bool(dead.all()):
-            break
-        _masked_step(per_cell, dead, params, frozen, opt)
+        if dying:
+            with torch.no_grad():
+                for c in dying:
+                    dead[c] = True
+                    for p, keep in zip(params, frozen):
+                        keep[c] = p[c]
+            masking = True
+        _masked_step(per_cell, dead if masking else None, params, frozen, opt)
         if sched is not None:
             sched.step()
-        for c, value in enumerate(values):
-            if diverged[c] is None:
-                losses[c].append(value)
-                if logged(step, every, steps):
-                    curves[c].append((step, value, lr))
-        if on_step is not None:
-            on_step(step, values)
-    wall = (time.perf_counter() - start) / C  # each cell's share of the stack's wall time
-    net.eval()
+        return per_cell
 
-    results: list[Result | None] = [None] * C
+    record = Record(C, steps, int(t.get("log_every", 1)))
+    block = LossBlock(C, st.device)
+    net.train()
+    clock = Stopwatch(st.device)
+    mark = Checkpoint.take(0, params, opt, sched, rows)
+    for k, done in blocks(steps, block, opt, step):  # done: the block's losses, in one host read
+        bad = first_bad(done, [d is not None for d in record.diverged])
+        if any(b is not None for b in bad):  # replay the block with the divergences known
+            mark.restore(params, opt, sched, rows)
+            gone = {c for c, d in enumerate(record.diverged) if d is not None}
+            for j in range(mark.step + 1, k + 1):
+                dying = [c for c, b in enumerate(bad) if b == j]
+                gone.update(dying)
+                if len(gone) == C:
+                    break  # every cell dead: the per-step loop stopped before this step's update
+                step(dying)
+        record.add(done, on_step)
+        if record.all_dead:
+            break
+        if k < steps:
+            mark = Checkpoint.take(k, params, opt, sched, rows)
+    net.eval()
+    return _results(st, cfgs, record, clock.seconds() / C)  # each cell's share of the wall time
+
+
+def _results(st: Stack, cfgs: Sequence[Mapping[str, Any]], record: Record, wall: float) -> list[Result]:
+    """Each cell's trained weights copied back into its own network, evaluated, in config order."""
+    results: list[Result | None] = [None] * len(st.models)
     for c, model in enumerate(st.models):
-        net.unstack(c, model).eval()
+        st.model.unstack(c, model).eval()
         i = st.order[c]
-        cell_metrics = metrics(model, task, losses[c], diverged[c], wall)
-        results[i] = Result(cell_metrics, curves[c], model, task, dict(cfgs[i]))
+        cell_metrics = metrics(model, st.task, record.losses[c], record.diverged[c], wall)
+        results[i] = Result(cell_metrics, record.curves[c], model, st.task, dict(cfgs[i]))
     return results  # type: ignore[return-value]
 
 
-def _masked_step(per_cell: torch.Tensor, dead: torch.Tensor, params: list, frozen: list, opt) -> None:
-    """One Adam step on the live cells only; diverged cells keep their parameters."""
+def _masked_step(per_cell: torch.Tensor, dead: torch.Tensor | None, params: list, frozen: list, opt) -> None:
+    """One Adam step on the live cells only; diverged cells (``dead``, None: none) keep their
+    parameters. No host read: the masks are applied with ``where`` and ``masked_fill_``."""
+    if dead is None:
+        per_cell.sum().backward()
+        opt.step()
+        return
     # 1) the sum of the live cells' losses: each cell's gradient is its own loss's gradient
     torch.where(dead, torch.zeros_like(per_cell), per_cell).sum().backward()
-    if bool(dead.any()):  # 2) a diverged cell's gradients (NaN or not) stay out of Adam
-        for p in params:
-            p.grad[dead] = 0
+    for p in params:  # 2) a diverged cell's gradients (NaN or not) stay out of Adam
+        p.grad.masked_fill_(dead.view(-1, *[1] * (p.dim() - 1)), 0)
     opt.step()
-    if bool(dead.any()):  # 3) Adam moves a parameter with zero gradient: put it back
-        with torch.no_grad():
-            for p, keep in zip(params, frozen):
-                p[dead] = keep[dead]
+    with torch.no_grad():  # 3) Adam moves a parameter with zero gradient: put it back
+        for p, keep in zip(params, frozen):
+            p.copy_(torch.where(dead.view(-1, *[1] * (p.dim() - 1)), keep, p))

@@ -1,7 +1,7 @@
 """One training run: config → task data + model → Adam → metrics (SPEC §4–§5).
 
 :func:`train` writes nothing; :func:`run` trains and writes a run folder (:mod:`iatrun.results`).
-The pieces of a training step (:func:`optimizer`, :class:`Batches`, :func:`logged`,
+The pieces of a training step (:func:`optimizer`, :class:`Batches`, :func:`iatrun.loop.logged`,
 :func:`metrics`) are shared with the batched engine (:mod:`iatrun.batched`), so the two loops agree
 by construction.
 """
@@ -9,7 +9,6 @@ by construction.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from iatrun.errors import IatrunError
+from iatrun.loop import Checkpoint, LossBlock, Record, Stopwatch, blocks, first_bad
 from iatrun.nn.models import model_from_config
 from iatrun.schema import validate_train
 from iatrun.tasks import TaskData, make_task, validation
@@ -126,15 +126,18 @@ class Batches:
         self.pos += self.size
         return idx
 
+    def state(self) -> tuple:
+        """Where the order stands, for :meth:`restore` (a replayed block draws the same batches)."""
+        return self.gen.get_state(), self.order, self.pos
+
+    def restore(self, state: tuple) -> None:
+        gen, self.order, self.pos = state
+        self.gen.set_state(gen)
+
 
 def batches(cfg: Mapping[str, Any], points: int, device: torch.device) -> Batches:
     """The mini-batch order of a run: its ``train.batch_size`` and its seed."""
     return Batches(points, cfg["train"].get("batch_size"), int(cfg.get("seed", 0)), device)
-
-
-def logged(step: int, every: int, steps: int) -> bool:
-    """Whether a step's loss goes into curve.csv: the first, every ``every``-th, and the last."""
-    return step % every == 0 or step == 1 or step == steps
 
 
 def metrics(
@@ -175,43 +178,51 @@ def train(
 ) -> Result:
     """Train the configured model on the configured task; no file is written.
 
-    ``on_step(step, loss)`` is called after every step (for progress bars). A loss that turns
-    NaN or Inf stops the run with ``status = "diverged"`` and the step it happened at.
+    ``on_step(step, loss)`` is called for every step, a block of steps at a time (for progress
+    bars). A loss that turns NaN or Inf stops the run with ``status = "diverged"`` and the step it
+    happened at; the model keeps its weights from the step before. The step loop reads nothing
+    back from the device between checks (:mod:`iatrun.loop`).
     """
     task, model, device, dtype = prepared or prepare(cfg)
     t = cfg["train"]
-    steps, every = int(t["steps"]), int(t.get("log_every", 1))
+    steps = int(t["steps"])
     x, y = data(task, device, dtype)
-    opt, sched = optimizer(model.parameters(), t)
+    params = list(model.parameters())
+    opt, sched = optimizer(params, t)
     rows = batches(cfg, len(x), device)
-    curve: list[tuple[int, float, float]] = []
-    losses: list[float] = []
-    diverged_step = None
-    model.train()
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
+
+    def step() -> torch.Tensor:
         idx = rows.next()
         xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-        lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         loss = task.loss(model(xb), yb)
-        value = loss.item()
-        if not math.isfinite(value):
-            diverged_step = step
-            curve.append((step, value, lr))
-            break
         loss.backward()
         opt.step()
         if sched is not None:
             sched.step()
-        losses.append(value)
-        if logged(step, every, steps):
-            curve.append((step, value, lr))
-        if on_step is not None:
-            on_step(step, value)
-    wall = time.perf_counter() - start
+        return loss
+
+    record = Record(1, steps, int(t.get("log_every", 1)))
+    block = LossBlock(1, device)
+    progress = None if on_step is None else (lambda k, values: on_step(k, values[0]))
+    model.train()
+    clock = Stopwatch(device)
+    mark = Checkpoint.take(0, params, opt, sched, rows)
+    for k, done in blocks(steps, block, opt, step):  # done: the block's losses, in one host read
+        (bad,) = first_bad(done, [False])
+        if bad is not None:  # replay the block up to the step before the divergence
+            mark.restore(params, opt, sched, rows)
+            for _ in range(mark.step + 1, bad):
+                step()
+        record.add(done, progress)
+        if bad is not None:
+            break
+        if k < steps:
+            mark = Checkpoint.take(k, params, opt, sched, rows)
+    wall = clock.seconds()
     model.eval()
-    return Result(metrics(model, task, losses, diverged_step, wall), curve, model, task, dict(cfg))
+    m = metrics(model, task, record.losses[0], record.diverged[0], wall)
+    return Result(m, record.curves[0], model, task, dict(cfg))
 
 
 def trial(cfg: Mapping[str, Any]) -> Score:

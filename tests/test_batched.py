@@ -96,29 +96,43 @@ def test_mini_batches_and_cosine_schedule_match_serial():
         assert_same(b, train(cfg), 1e-9)
 
 
-def test_a_diverging_cell_is_frozen_and_does_not_disturb_the_others():
-    cfgs = configs("fitting")
+def poison_at(module, forward: int, poison) -> None:
+    """Before ``module``'s ``forward``-th call (that is, step ``forward``), and only then, ``poison()``."""
+    calls = []
+
+    def hook(_module, _args):
+        calls.append(1)
+        if len(calls) == forward:
+            with torch.no_grad():
+                poison()
+
+    module.register_forward_pre_hook(hook)
+
+
+@pytest.mark.parametrize(
+    "at", [1, 6, 25, 26, 60]
+)  # first step; in a block of losses, its end, the next's start; last
+def test_a_diverging_cell_is_frozen_and_does_not_disturb_the_others(at):
+    cfgs = configs("fitting", extra=["train.steps=60"])
     victim = 8  # relu, seed 0
     clean = train_stack(cfgs)
     st = prepare_stack(cfgs)
     pos = st.order.index(victim)
-
-    def poison_stack(step, _losses):
-        if step == 5:  # output weights so large that the next loss overflows to inf
-            st.model.weights[-1].data[pos] = 1e200
-
-    poisoned = train_stack(cfgs, prepared=st, on_step=poison_stack)
+    # output weights so large that the loss overflows to inf
+    poison_at(st.model, at, lambda: st.model.weights[-1][pos].fill_(1e200))
+    poisoned = train_stack(cfgs, prepared=st)
     task, model, device, dtype = prepare(cfgs[victim])
-
-    def poison_serial(step, _loss):
-        if step == 5:
-            model.linears[-1].weight.data[:] = 1e200
-
-    serial = train(cfgs[victim], on_step=poison_serial, prepared=(task, model, device, dtype))
-    assert serial.metrics["status"] == "diverged" and serial.metrics["diverged_step"] == 6
+    poison_at(model, at, lambda: model.linears[-1].weight.fill_(1e200))
+    serial = train(cfgs[victim], prepared=(task, model, device, dtype))
+    assert serial.metrics["status"] == "diverged" and serial.metrics["diverged_step"] == at
+    assert serial.metrics["steps_done"] == at - 1 and serial.curve[-1][0] == at
     assert_same(poisoned[victim], serial, 1e-9)
     for (k, v), w in zip(poisoned[victim].model.state_dict().items(), serial.model.state_dict().values()):
-        torch.testing.assert_close(v, w, rtol=1e-9, atol=0, msg=k)  # frozen at the step it diverged
+        torch.testing.assert_close(v, w, rtol=1e-9, atol=0, msg=k)  # frozen at the step before it diverged
+    unpoisoned = prepare(cfgs[victim])[1]
+    trained = not torch.equal(serial.model.linears[-1].weight, unpoisoned.linears[-1].weight)
+    assert trained == (at > 1)
+    assert serial.model.linears[-1].weight.abs().max() < 1e3  # and kept the weights of step at - 1
     for i, (a, b) in enumerate(zip(poisoned, clean)):
         if i != victim:
             assert a.metrics | {"wall_time_s": 0, "steps_per_s": 0} == b.metrics | {
@@ -126,6 +140,34 @@ def test_a_diverging_cell_is_frozen_and_does_not_disturb_the_others():
                 "steps_per_s": 0,
             }
             assert a.curve == b.curve
+
+
+def test_a_stack_whose_cells_all_diverge_stops_with_each_at_its_own_step(monkeypatch):
+    from iatrun.loop import Checkpoint
+
+    cfgs = configs("fitting", extra=["train.steps=60"])[:3]
+    st = prepare_stack(cfgs)
+    clock = {"step": 0}  # the step the stack is at, rewound when a block is replayed
+    restore = Checkpoint.restore
+
+    def rewinding(self, *args):
+        clock["step"] = self.step
+        restore(self, *args)
+
+    monkeypatch.setattr(Checkpoint, "restore", rewinding)
+    due = {4: 0, 30: 1, 31: 2}  # step -> the cell poisoned before it (once: a replay finds it dead)
+
+    def hook(_module, _args):
+        clock["step"] += 1
+        if (c := due.pop(clock["step"], None)) is not None:
+            with torch.no_grad():
+                st.model.weights[-1][st.order.index(c)].fill_(1e200)
+
+    st.model.register_forward_pre_hook(hook)
+    results = train_stack(cfgs, prepared=st)
+    assert [r.metrics["diverged_step"] for r in results] == [4, 30, 31]
+    assert [r.metrics["steps_done"] for r in results] == [3, 29, 30]
+    assert [r.curve[-1][0] for r in results] == [4, 30, 31]
 
 
 def cells(cfgs):
