@@ -166,7 +166,9 @@ class StackedMLP(nn.Module):
         if len(self.acts) == 1:
             out = self.acts[0](h)
         else:
-            out = torch.cat([act(h[a:b]) for act, (a, b) in zip(self.acts, self.bounds)])
+            # split, not h[a:b] per segment: each slice's backward would zero-fill a full-size gradient
+            sizes = [b - a for a, b in self.bounds]
+            out = torch.cat([act(part) for act, part in zip(self.acts, torch.split(h, sizes))])
         return out * self.factors if self.scaled else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
