@@ -250,7 +250,7 @@ def train_stack(
     steps = int(t["steps"])
     x, y = data(task, st.device, st.dtype)  # shared by every cell
     params = list(net.parameters())
-    opt, sched = optimizer(params, t)
+    opt, sched = optimizer(params, t, st.device)
     rows = batches(cfg0, len(x), st.device)  # one order: see stack_signature
     loss_fn = _stacked_loss(task)
 

@@ -35,6 +35,16 @@ SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam",)
 DTYPES = ("float32", "float64")
 ARTIFACTS = ("full", "lean")  # what a run folder keeps (iatrun.results)
+# Root keys added after results were recorded: at these values they are left out of a cell's config
+# hash and a tuning record's setting, so folders and records made before them still match.
+HASH_NEUTRAL = {"tf32": False}
+
+
+def digest_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the :data:`HASH_NEUTRAL` keys that hold their neutral value."""
+    return {k: v for k, v in cfg.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+
+
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # What a value must be, for the keys with a rule beyond their type (type errors use it too).
@@ -188,6 +198,7 @@ def config_schema(task: str | None, kind: str | None) -> type:
             _field("out", str | None),
             _field("results_dir", str),
             _field("artifacts", str),
+            _field("tf32", bool),
         ],
     )
 

@@ -202,7 +202,13 @@ def beyond(rates: Sequence[float], upward: bool) -> float:
 
 def setting(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a tuning record depends on: the config without seed, output place, artifacts and device."""
-    return {k: v for k, v in cfg.items() if k not in ("seed", "out", "results_dir", "device", "artifacts")}
+    from iatrun.schema import digest_view
+
+    return {
+        k: v
+        for k, v in digest_view(cfg).items()
+        if k not in ("seed", "out", "results_dir", "device", "artifacts")
+    }
 
 
 def setting_hash(cfg: Mapping[str, Any]) -> str:

@@ -38,8 +38,18 @@ class Cell:
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """A digest of everything that determines a cell's result: not where it is written, nor how
-    much of it is kept (``artifacts``), nor the ``train.tune`` block of a cell whose rate is fixed."""
-    keep = {k: v for k, v in cfg.items() if k not in ("out", "results_dir", "device", "artifacts")}
+    much of it is kept (``artifacts``), nor the ``train.tune`` block of a cell whose rate is fixed.
+    The device enters as its kind only when that is not the CPU (``auto`` as it resolves here), so
+    cells trained on a GPU and on the CPU never pass for one another, and CPU hashes are unchanged."""
+    from iatrun.schema import digest_view
+    from iatrun.train import resolve_device
+
+    keep = {
+        k: v for k, v in digest_view(cfg).items() if k not in ("out", "results_dir", "device", "artifacts")
+    }
+    kind = resolve_device(str(cfg.get("device", "auto"))).type
+    if kind != "cpu":
+        keep["device_kind"] = kind
     if isinstance(keep.get("train"), Mapping) and keep["train"].get("lr") != "auto":
         keep["train"] = {k: v for k, v in keep["train"].items() if k != "tune"}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

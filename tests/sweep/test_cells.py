@@ -182,3 +182,22 @@ def test_lean_cells_keep_only_the_small_files_and_a_rerun_finds_them_done(tmp_pa
         load_run(run)
     (run / "curve.csv").unlink()
     assert cells.cell_state(folder, lean[0]) == ("incomplete", "curve.csv missing")
+
+
+def test_tf32_and_a_gpu_enter_the_cell_hash_while_cpu_hashes_stay_as_before(monkeypatch):
+    import torch
+
+    from iatrun.config import compose
+    from iatrun.sweep.grid import config_hash
+    from iatrun.tune import setting_hash
+
+    cfg = compose(["train.lr=auto"])
+    before = {k: v for k, v in cfg.items() if k != "tf32"}  # a config from before the key existed
+    assert cfg["tf32"] is False and config_hash(cfg) == config_hash(before)
+    assert setting_hash(cfg) == setting_hash(before)  # tuning records made before it still match
+    assert config_hash(dict(cfg, tf32=True)) != config_hash(cfg)
+    assert setting_hash(dict(cfg, tf32=True)) != setting_hash(cfg)
+    on_cpu = config_hash(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config_hash(cfg) != on_cpu  # device auto now resolves to cuda
+    assert config_hash(dict(cfg, device="cpu")) == on_cpu
