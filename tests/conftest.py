@@ -9,6 +9,16 @@ def _deterministic():
     yield
 
 
+# The devices the numerical tests run on: the CPU always, CUDA where torch sees one (no skips on a
+# CPU-only machine: the parameter is simply absent). Tolerances are the CPU's unless a test says.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)

@@ -33,8 +33,14 @@ MODELS = [
 METRICS = ("train_mse", "heldout_mse", "max_abs_error", "train_accuracy", "train_loss", "final_loss")
 
 
-def configs(task: str, dtype: str = "float64", extra=(), seeds=(0, 1)) -> list[dict]:
-    base = TASKS[task] + ["model.width=8", "model.depth=2", "train.steps=25", f"dtype={dtype}", "device=cpu"]
+def configs(task: str, dtype: str = "float64", extra=(), seeds=(0, 1), device="cpu") -> list[dict]:
+    base = TASKS[task] + [
+        "model.width=8",
+        "model.depth=2",
+        "train.steps=25",
+        f"dtype={dtype}",
+        f"device={device}",
+    ]
     out = []
     for model in MODELS:
         cfg = compose(base + model + list(extra))
@@ -58,8 +64,8 @@ def assert_same(batched, serial, rel):
 
 @pytest.mark.parametrize("dtype, rel", [("float64", 1e-9), ("float32", 1e-4)])
 @pytest.mark.parametrize("task", ["fitting", "memorization"])
-def test_a_stack_trains_every_cell_as_the_serial_engine_does(task, dtype, rel):
-    cfgs = configs(task, dtype)
+def test_a_stack_trains_every_cell_as_the_serial_engine_does(task, dtype, rel, device):
+    cfgs = configs(task, dtype, device=device.type)
     batched = train_stack(cfgs)
     for cfg, b in zip(cfgs, batched):
         assert b.config == cfg
@@ -68,8 +74,8 @@ def test_a_stack_trains_every_cell_as_the_serial_engine_does(task, dtype, rel):
 
 
 @pytest.mark.parametrize("task", ["fitting", "memorization"])
-def test_gain_cells_stack_and_train_as_the_serial_engine_does(task):
-    cfgs = configs(task, extra=["model.norm=gain"], seeds=(0,))
+def test_gain_cells_stack_and_train_as_the_serial_engine_does(task, device):
+    cfgs = configs(task, extra=["model.norm=gain"], seeds=(0,), device=device.type)
     stack = prepare_stack(cfgs)
     assert stack.model.scaled  # the fourier and pwl cells carry factors other than 1
     for cfg, b in zip(cfgs, train_stack(cfgs, prepared=stack)):

@@ -12,20 +12,20 @@ CONTINUOUS = [b for b in NAMES if bases.properties(b)["continuous"]]
 
 @pytest.mark.parametrize("n", [1, 5, 16])
 @pytest.mark.parametrize("r", [1, 2, 4])
-def test_rect_rect_is_relu(n, r):
-    x = torch.randn(200, n)
-    assert torch.allclose(IAT(n, "rect", "rect", r)(x), torch.relu(x), atol=1e-6)
-    x64 = torch.randn(50, n, dtype=torch.float64)
-    layer = IAT(n, "rect", "rect", r).double()
+def test_rect_rect_is_relu(n, r, device):
+    x = torch.randn(200, n, device=device)
+    assert torch.allclose(IAT(n, "rect", "rect", r).to(device)(x), torch.relu(x), atol=1e-6)
+    x64 = torch.randn(50, n, dtype=torch.float64, device=device)
+    layer = IAT(n, "rect", "rect", r).to(device).double()
     assert torch.allclose(layer(x64), torch.relu(x64), atol=1e-13)
 
 
 @pytest.mark.parametrize("bi", NAMES)
 @pytest.mark.parametrize("bo", ["rect", "pwq", "fourier", "rect-w"])
-def test_forward_equals_explicit_midpoint_quadrature(bi, bo):
+def test_forward_equals_explicit_midpoint_quadrature(bi, bo, device):
     n, r = 6, 3
     m = n * r
-    layer = IAT(n, bi, bo, r).double()
+    layer = IAT(n, bi, bo, r).double().to(device)
     x = torch.randn(4, n, dtype=torch.float64)
     t = -1 + (2 * torch.arange(1, m + 1, dtype=torch.float64) - 1) / m
     phi = bases.evaluate(bi, n, t) / bases.sup_norms(bi, n)
@@ -36,7 +36,7 @@ def test_forward_equals_explicit_midpoint_quadrature(bi, bo):
     for k in range(m):
         s = x @ phi[k]
         expected += (2 / m) * torch.relu(s)[:, None] * psi[k][None, :]
-    assert torch.allclose(layer(x), expected, atol=1e-12)
+    assert torch.allclose(layer(x.to(device)).cpu(), expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("bi", NAMES)
@@ -138,12 +138,12 @@ LOCAL = [b for b in bases.table_bases() if not bases.properties(b)["global"]]  #
 
 
 @pytest.mark.parametrize("bi, bo", [(b, b) for b in LOCAL] + [("fourier", "pwq"), ("pwq", "fourier")])
-def test_banded_kernel_equals_dense(bi, bo):
+def test_banded_kernel_equals_dense(bi, bo, device):
     """The sparse products agree with the dense matmuls: values and input gradients, both dtypes."""
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
-        dense, banded = (IAT(40, bi, bo, 3, kernel=k).to(dtype) for k in ("dense", "banded"))
-        x = torch.randn(50, 40, dtype=dtype, requires_grad=True)
-        g = torch.randn(50, 40, dtype=dtype)
+        dense, banded = (IAT(40, bi, bo, 3, kernel=k).to(device, dtype) for k in ("dense", "banded"))
+        x = torch.randn(50, 40, dtype=dtype, device=device, requires_grad=True)
+        g = torch.randn(50, 40, dtype=dtype, device=device)
         outs = []
         for layer in (dense, banded):
             y = layer(x)
