@@ -9,7 +9,7 @@ ARGS   ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast run sweep paper bench lint clean
+.PHONY: install test test-fast run sweep paper bench gpu-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ paper: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/iatrun bench $(ARGS)
+
+# On a machine with one GPU: device tests, stack step times, the paper grid end to end (gpu.csv).
+gpu-check: $(STAMP)
+	$(BIN)/iatrun gpu-check $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check iatrun tests

@@ -35,14 +35,6 @@ SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam",)
 DTYPES = ("float32", "float64")
 ARTIFACTS = ("full", "lean")  # what a run folder keeps (iatrun.results)
-# Root keys added after results were recorded: at these values they are left out of a cell's config
-# hash and a tuning record's setting, so folders and records made before them still match.
-HASH_NEUTRAL = {"tf32": False}
-
-
-def digest_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` without the :data:`HASH_NEUTRAL` keys that hold their neutral value."""
-    return {k: v for k, v in cfg.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

@@ -47,6 +47,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from iatrun.digest import digest_view
 from iatrun.errors import IatrunError
 
 AUTO = "auto"
@@ -202,8 +203,6 @@ def beyond(rates: Sequence[float], upward: bool) -> float:
 
 def setting(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a tuning record depends on: the config without seed, output place, artifacts and device."""
-    from iatrun.schema import digest_view
-
     return {
         k: v
         for k, v in digest_view(cfg).items()

@@ -47,3 +47,40 @@ def bench(
         )
     console.print(t)
     console.print(f"bench.csv: {folder / 'bench.csv'}", soft_wrap=True, highlight=False)
+
+
+@app.command("gpu-check")
+def gpu_check(
+    grid: str = typer.Option("paper", help="The grid whose stacks are timed and which runs end to end."),
+    seeds: str = typer.Option("0,1,2", help="Seeds of the end-to-end run, comma-separated."),
+    out: Path = typer.Option(None, help="Output folder.", show_default="results/bench/gpu-<stamp>"),
+) -> None:
+    """On a CUDA machine: the device tests, one step of each stack and of a serial cell, the grid
+    end to end on the batched engine; writes gpu.csv and prints one table (iatrun/gpucheck.py)."""
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from iatrun import gpucheck
+    from iatrun.errors import IatrunError
+    from iatrun.files import check_new_dir
+    from iatrun.sweep.grid import load_grid
+
+    device = gpucheck.require_cuda()  # first: on a CPU-only machine, one line and exit 2
+    load_grid(grid)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise IatrunError(f"--seeds must be integers separated by commas, got {seeds!r}") from None
+    folder = Path(out) if out else Path("results") / "bench" / datetime.now().strftime("gpu-%Y%m%d-%H%M%S")
+    check_new_dir(folder)
+    root = Path(__file__).resolve().parents[2]  # the checkout, when there is one (for tests/)
+    rows = gpucheck.check(
+        device, folder, grid, seed_list, tests_root=root if (root / "tests").is_dir() else None
+    )
+    table = Table("section", "item", "value", title=f"iatrun gpu-check ({rows[0][1]})")
+    for section, item, value, unit in rows[1:]:
+        table.add_row(section, item, f"{value:.4g} {unit}".strip())
+    Console().print(table)
+    Console().print(f"gpu.csv: {folder / 'gpu.csv'}", soft_wrap=True, highlight=False)

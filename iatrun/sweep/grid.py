@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from iatrun.digest import digest_view
 from iatrun.errors import IatrunError
 
 # Axis keys that name a cell by themselves; any other varying key is appended to the name.
@@ -41,7 +42,6 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     much of it is kept (``artifacts``), nor the ``train.tune`` block of a cell whose rate is fixed.
     The device enters as its kind only when that is not the CPU (``auto`` as it resolves here), so
     cells trained on a GPU and on the CPU never pass for one another, and CPU hashes are unchanged."""
-    from iatrun.schema import digest_view
     from iatrun.train import resolve_device
 
     keep = {

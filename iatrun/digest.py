@@ -1,0 +1,18 @@
+"""What a cell's config hash and a tuning record's setting are computed from (the parts both share).
+
+Root keys added after results were recorded are left out of both digests while they hold their
+neutral value (:data:`HASH_NEUTRAL`), so run folders and tuning records made before a key existed
+still match; any other value enters, and a cell that sets it is a different cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+HASH_NEUTRAL = {"tf32": False}
+
+
+def digest_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the :data:`HASH_NEUTRAL` keys that hold their neutral value."""
+    return {k: v for k, v in cfg.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
