@@ -106,13 +106,17 @@ def ok_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def region_columns(df: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
-    """Region count and exact Lipschitz constant of each finished fitting cell (1-D input)."""
+    """Region count and exact Lipschitz constant of each finished fitting cell (1-D input): read from
+    its metrics, or for a cell finished before they were recorded there, computed from its model."""
     from iatrun.analysis.regions import summarize
     from iatrun.results import load_run
 
     if not len(df):
         return df
+    have = df["num_regions"].notna() if "num_regions" in df else pd.Series(False, index=df.index)
     for i, row in df.iterrows():
+        if have[i]:  # computed when the cell finished (iatrun.sweep.cells.region_metrics)
+            continue
         if row["state"] == "done" and row["status"] == "ok" and row["task"] == "fitting":
             try:
                 run = load_run(cell_dir(sweep_dir, row["key"]))

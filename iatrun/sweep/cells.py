@@ -180,6 +180,7 @@ def finish_cell(sweep_dir: str | Path, cell: Cell, result, seconds: float) -> di
     folder = cell_dir(sweep_dir, cell.key)
     start = time.time()
     try:
+        result.metrics.update(region_metrics(result))
         with staged_dir(folder) as stage:
             save_result(result, stage, title=cell.key)
         status = result.metrics["status"]
@@ -193,6 +194,23 @@ def finish_cell(sweep_dir: str | Path, cell: Cell, result, seconds: float) -> di
     except Exception as e:
         return fail_cell(sweep_dir, cell, e)
     return {"key": cell.key, "state": "done", "status": status, "ran": True, **result.metrics}
+
+
+def region_metrics(result) -> dict:
+    """A finished fitting cell's exact region count and Lipschitz constant (:mod:`iatrun.analysis.
+    regions`), computed once here, in the worker that trained it, so the report only reads them;
+    {} for a cell they do not apply to (memorisation, diverged) or cannot analyse (tanh, norms)."""
+    import copy
+
+    from iatrun.analysis.regions import summarize
+
+    if result.task.name != "fitting" or result.metrics.get("status") != "ok":
+        return {}
+    try:
+        s = summarize(copy.deepcopy(result.model).double())  # a copy: the saved model keeps its dtype
+    except Exception:  # a network the region analysis does not cover
+        return {}
+    return {"num_regions": s["num_regions"], "lipschitz": s["lipschitz"]}
 
 
 def fail_cell(sweep_dir: str | Path, cell: Cell, error: Exception) -> dict:

@@ -201,3 +201,19 @@ def test_tf32_and_a_gpu_enter_the_cell_hash_while_cpu_hashes_stay_as_before(monk
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert config_hash(cfg) != on_cpu  # device auto now resolves to cuda
     assert config_hash(dict(cfg, device="cpu")) == on_cpu
+
+
+def test_a_fitting_cell_records_its_regions_when_it_finishes(swept):
+    from iatrun.analysis.regions import summarize
+    from iatrun.results import load_run, read_metrics
+
+    folder, all_cells, _ = swept
+    counted = 0
+    for cell in all_cells:
+        run = cells.cell_dir(folder, cell.key)
+        m = read_metrics(run)
+        s = summarize(load_run(run).model.double())
+        assert (m["num_regions"], m["lipschitz"]) == (s["num_regions"], s["lipschitz"])
+        assert str(load_run(run).model.linears[0].weight.dtype) == "torch.float32"  # saved as trained
+        counted += 1
+    assert counted == len(all_cells) > 0
