@@ -176,6 +176,16 @@ def test_a_stack_whose_cells_all_diverge_stops_with_each_at_its_own_step(monkeyp
     assert [r.curve[-1][0] for r in results] == [4, 30, 31]
 
 
+def test_jobs_do_not_cut_stacks_smaller_on_a_single_gpu(monkeypatch):
+    fit = [dict(c, device="auto") for c in configs("fitting", seeds=(0,))]
+    assert sorted(len(i) for i in plan(cells(fit), engine="batched", jobs=2)) == [3, 3]  # on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert [len(i) for i in plan(cells(fit), engine="batched", jobs=2)] == [6]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert sorted(len(i) for i in plan(cells(fit), engine="batched", jobs=2)) == [3, 3]
+
+
 def cells(cfgs):
     return [Cell(f"c{i}", c) for i, c in enumerate(cfgs)]
 

@@ -98,7 +98,8 @@ def plan(
 
     Cells are grouped by :func:`stack_signature`; a group is cut into near-equal stacks of at
     most ``stack_size`` cells (default :func:`default_stack_size`), and into at least ``jobs``
-    stacks so every worker gets a share. ``batched`` stacks every group of at least
+    stacks so every worker gets a share (not on a single GPU, which the workers share: there
+    ``jobs`` does not make stacks smaller). ``batched`` stacks every group of at least
     ``MIN_STACK`` cells; ``auto`` only those :func:`auto_stacks` allows (the module docstring
     gives the measurements). A cell whose ``train.lr`` is ``auto`` stacks by the rate chosen for it
     in ``sweep_dir`` (tune first: :func:`tune_pending`); one not chosen yet runs alone.
@@ -122,7 +123,8 @@ def plan(
             items += [[c] for c in group]
             continue
         cap = stack_size or default_stack_size(cfgs)
-        count = max(math.ceil(len(group) / cap), min(jobs, len(group) // MIN_STACK), 1)
+        share = 1 if _one_gpu(cfgs[0]) else jobs  # workers sharing one GPU: whole stacks, not smaller ones
+        count = max(math.ceil(len(group) / cap), min(share, len(group) // MIN_STACK), 1)
         size, extra = divmod(len(group), count)
         start = 0
         for i in range(count):
@@ -130,6 +132,15 @@ def plan(
             items.append(group[start:stop])
             start = stop
     return items
+
+
+def _one_gpu(cfg: Mapping[str, Any]) -> bool:
+    """Whether the cell trains on CUDA with a single device present (``auto`` as it resolves here)."""
+    import torch
+
+    from iatrun.train import resolve_device
+
+    return resolve_device(str(cfg.get("device", "auto"))).type == "cuda" and torch.cuda.device_count() == 1
 
 
 def _chosen(cfg: Mapping[str, Any], sweep_dir: str | Path | None) -> dict | None:
