@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from iatrun.bench import timeit
+from iatrun.bench import _sync, timeit
 from iatrun.errors import IatrunError
 
 TESTS = ("tests/nn/test_iat.py", "tests/test_batched.py", "tests/test_meta.py", "tests/test_host_reads.py")
@@ -85,10 +85,6 @@ def _serial_step(cfg: dict, device: torch.device) -> float:
         opt.step()
 
     return timeit(step, sync=_sync(device))
-
-
-def _sync(device: torch.device):
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
 def step_times(grid: str, device: torch.device, overrides: Sequence[str] = ()) -> list[tuple]:
