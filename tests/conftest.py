@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 from _support import write_grids
@@ -37,3 +39,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """A counter of the tensor-to-host reads whose caller is iatrun code."""
+    count = {"n": 0}
+    for name in READS:
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("iatrun"):
+                count["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return count

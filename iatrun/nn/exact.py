@@ -34,6 +34,15 @@ at the roots, so the cost is two matrix products per direction plus work linear 
 Discontinuous input bases (rect, rect-w) are handled exactly by their fixed cell boundaries: they
 are piecewise constant, so the sign of s is constant on each cell and only the mask term remains.
 
+Waits on the device. The number of roots depends on the data, so a forward cannot avoid asking the
+device for it; it asks as little as it can. Per call: one ``nonzero`` for the cells holding a critical
+point, one for the roots of both brackets of every cell together, and the root polishing of
+:func:`iatrun.nn.pieces.newton`: on the CPU one read per iteration (it drops converged roots, which
+is faster there), elsewhere one read per ``NEWTON_CHECK`` iterations (every root iterates until all
+have converged; the same roots bit for bit). Every table, including the one giving a piece's value
+and slope at its right end, is built once on the layer's device; shapes derived from the degrees
+(the powers u^1 … u^P of the moments) are known on the host and never read back.
+
 Normalisation: φ_i is scaled to sup-norm 1 (SPEC §3); ψ_j is scaled by the *exact* ∫_{-1}^{1} |ψ_j| dt,
 not by the M-point rule, so the mesh layer T_M converges to this T as M → ∞ (the mesh normalisation
 itself converges at O(M⁻²)).
@@ -132,6 +141,8 @@ class ExactIAT(nn.Module):
         # x @ c_in: the state's pieces (B, K·E); μ @ p_out: T from the moments (B, K·D) -> (B, n).
         buf("c_in", coef_in.permute(1, 0, 2).reshape(n, -1).contiguous())
         buf("p_out", coef_out.permute(1, 0, 2).reshape(n, -1).contiguous())
+        e = torch.arange(self.e_in, dtype=torch.float64)  # a piece's value and u-slope at u = 1: coef @ ends
+        buf("ends", torch.stack([torch.ones_like(e), e], 1))  # (E, 2)
         # Tables stay float64 until the module is cast; every use casts them to the input's dtype.
 
     def extra_repr(self) -> str:
@@ -167,8 +178,7 @@ class ExactIAT(nn.Module):
         edges, inv_w = self.edges.to(dt), self.inv_w.to(dt)
         e = self.e_in
         # One-sided values and slopes at both ends of every cell, each (B, K): s(1) = Σ c_e, s′(1) ∝ Σ e c_e.
-        ends = torch.stack([torch.ones(e, dtype=dt), torch.arange(e, dtype=dt)], 1).to(x.device)
-        s_r, d_r = (coef @ ends).unbind(-1)
+        s_r, d_r = (coef @ self.ends.to(dt)).unbind(-1)
         s_l, d_l = coef[..., 0], (coef[..., 1] if e > 1 else torch.zeros_like(s_r))
         d_l, d_r = d_l * inv_w, d_r * inv_w
         lo_edge, hi_edge = edges[:-1].expand_as(s_l), edges[1:].expand_as(s_l)
@@ -186,12 +196,11 @@ class ExactIAT(nn.Module):
             crit_t[cb, ck], crit_s[cb, ck] = c, state(cb, ck, 0)(c)[0]
 
         # 2) Two monotone brackets per cell, [g_k, c] and [c, g_{k+1}]; a root where 1[s > 0] flips.
-        brackets = ((lo_edge, s_l, crit_t, crit_s), (crit_t, crit_s, hi_edge, s_r))
-        found = []
-        for lo, f_lo, hi, f_hi in brackets:
-            rb, rk = torch.nonzero((f_lo > 0) != (f_hi > 0), as_tuple=True)
-            found.append((rb, rk, lo[rb, rk], hi[rb, rk], f_lo[rb, rk], f_hi[rb, rk]))
-        rb, rk, lo, hi, f_lo, f_hi = (torch.cat(parts) for parts in zip(*found, strict=True))
+        lo_all, f_lo_all = torch.stack([lo_edge, crit_t]), torch.stack([s_l, crit_s])  # (2, B, K)
+        hi_all, f_hi_all = torch.stack([crit_t, hi_edge]), torch.stack([crit_s, s_r])
+        side, rb, rk = torch.nonzero((f_lo_all > 0) != (f_hi_all > 0), as_tuple=True)
+        lo, hi = lo_all[side, rb, rk], hi_all[side, rb, rk]
+        f_lo, f_hi = f_lo_all[side, rb, rk], f_hi_all[side, rb, rk]
 
         # 3) Polish every root to machine precision (safeguarded Newton; closed form on linear pieces).
         r = newton(state(rb, rk, 1), lo, hi, f_lo, f_hi, tol) if len(rb) else lo
@@ -219,7 +228,8 @@ class ExactIAT(nn.Module):
         mu = (coef @ hilbert.T) * scale if e_n > degree + 1 else (coef * scale) @ hilbert.T
         if len(pat.b):
             c = rows(coef, pat.b, pat.k) * (pat.eps * w[pat.k])[:, None]  # (R, E')
-            upow = pat.u[:, None].expand(-1, int(expo.max())).cumprod(1)  # (R, P): u^1 … u^P
+            # (R, P): u^1 … u^P, P = max(d + e + 1) = degree + E', known without asking the device
+            upow = pat.u[:, None].expand(-1, degree + e_n).cumprod(1)
             windows = upow.unfold(1, e_n, 1)[:, : degree + 1]  # (R, D, E'): u^(d+e+1), a view
             part = (windows * hilbert * c[:, None, :]).sum(-1)  # (R, D)
             scatter_rows(mu, pat.b, pat.k, part)

@@ -22,6 +22,7 @@ GRID_PER_FREQ = 4
 FOURIER_DEGREE = 15
 MAX_NEWTON = 100  # iterations: Newton first, then bisection (53 halvings reach float64 precision)
 NEWTON_STEPS = 20
+NEWTON_CHECK = 8  # off the CPU, iterations between asking the device whether every root converged
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,35 +195,64 @@ def abs_integral_piecewise(coef: torch.Tensor, width: torch.Tensor) -> torch.Ten
     return (anti.diff(dim=-1).abs().sum(-1) * width[:, None]).sum(0)
 
 
-def newton(fn, lo, hi, f_lo, f_hi, tol: float) -> torch.Tensor:
+def newton(fn, lo, hi, f_lo, f_hi, tol: float, compact: bool | None = None) -> torch.Tensor:
     """Roots of functions with one sign change of 1[f > 0] on each bracket [lo, hi] (all (N,)).
 
     ``fn(t, idx) -> (f, f′)`` evaluates the functions of brackets ``idx`` at ``t``. Starts from the
     secant point (the exact root of a linear piece), takes Newton steps, bisects whenever a step
     leaves the shrinking bracket, and only bisects after ``NEWTON_STEPS`` (a step stuck at the
-    rounding floor near a double root cannot stall it). Only unconverged brackets are evaluated.
+    rounding floor near a double root cannot stall it).
+
+    Two schedules give the same roots bit for bit (every update is element-wise per bracket).
+    ``compact`` (the default on the CPU) evaluates only the unconverged brackets, which costs one
+    wait on the device per iteration to learn which; otherwise (the default elsewhere) every
+    bracket is evaluated each iteration, converged ones frozen by ``where``, and the device is
+    asked whether all have converged only every ``NEWTON_CHECK`` iterations.
     """
+    if compact is None:
+        compact = lo.device.type == "cpu"
     pos_lo = f_lo > 0
     t = lo - f_lo * (hi - lo) / (f_hi - f_lo)
     t = torch.where(torch.isfinite(t) & (t >= lo) & (t <= hi), t, (lo + hi) / 2)
     lo, hi = lo.clone(), hi.clone()
+    if not compact:
+        return _newton_masked(fn, t, lo, hi, pos_lo, tol)
     idx = torch.arange(len(t), device=t.device)
     for it in range(MAX_NEWTON):
         if idx.numel() == 0:
             break
         ti, lo_i, hi_i = t[idx], lo[idx], hi[idx]
-        f, df = fn(ti, idx)
-        same = (f > 0) == pos_lo[idx]
-        lo_i, hi_i = torch.where(same, ti, lo_i), torch.where(same, hi_i, ti)
-        step = f / df
-        cand = ti - step
-        ok = torch.isfinite(cand) & (cand >= lo_i) & (cand <= hi_i) & (it < NEWTON_STEPS)
-        scale = tol * torch.clamp(ti.abs(), min=1.0)
-        conv = (f == 0) | (ok & (step.abs() <= scale)) | ((hi_i - lo_i) <= scale)
-        nxt = torch.where(ok, cand, (lo_i + hi_i) / 2)
-        t[idx], lo[idx], hi[idx] = torch.where(f == 0, ti, nxt), lo_i, hi_i
+        conv, t_new, lo_i, hi_i = _newton_update(fn(ti, idx), ti, lo_i, hi_i, pos_lo[idx], tol, it)
+        t[idx], lo[idx], hi[idx] = t_new, lo_i, hi_i
         idx = idx[~conv]
     return t
+
+
+def _newton_masked(fn, t, lo, hi, pos_lo, tol: float) -> torch.Tensor:
+    """:func:`newton` over every bracket at once: no compaction, one host read per NEWTON_CHECK steps."""
+    idx = torch.arange(len(t), device=t.device)
+    done = torch.zeros(len(t), dtype=torch.bool, device=t.device)
+    for it in range(MAX_NEWTON):
+        if it % NEWTON_CHECK == 0 and bool(done.all()):
+            break
+        conv, t_new, lo_new, hi_new = _newton_update(fn(t, idx), t, lo, hi, pos_lo, tol, it)
+        t, lo, hi = (torch.where(done, old, new) for old, new in ((t, t_new), (lo, lo_new), (hi, hi_new)))
+        done |= conv
+    return t
+
+
+def _newton_update(f_df, t, lo, hi, pos_lo, tol: float, it: int):
+    """One safeguarded Newton step on brackets [lo, hi] at t: (converged, next t, lo, hi)."""
+    f, df = f_df
+    same = (f > 0) == pos_lo
+    lo, hi = torch.where(same, t, lo), torch.where(same, hi, t)
+    step = f / df
+    cand = t - step
+    ok = torch.isfinite(cand) & (cand >= lo) & (cand <= hi) & (it < NEWTON_STEPS)
+    scale = tol * torch.clamp(t.abs(), min=1.0)
+    conv = (f == 0) | (ok & (step.abs() <= scale)) | ((hi - lo) <= scale)
+    nxt = torch.where(ok, cand, (lo + hi) / 2)
+    return conv, torch.where(f == 0, t, nxt), lo, hi
 
 
 def rows(table: torch.Tensor, b: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

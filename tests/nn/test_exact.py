@@ -172,3 +172,44 @@ def test_unknown_exact_basis_is_refused():
             ExactIAT(3, name, "pwq")
     finally:
         bases.BASES.remove(name)
+
+
+@pytest.mark.parametrize(("bi", "bo"), [("fourier", "pwq"), ("pwq", "fourier"), ("pwl", "rect-w")])
+def test_both_newton_schedules_give_the_same_layer_bit_for_bit(bi, bo, device, monkeypatch):
+    """The compacting schedule (CPU default) and the masked one (other devices) agree exactly."""
+    import functools
+
+    import iatrun.nn.exact as exact_mod
+    from iatrun.nn.pieces import newton
+
+    layer = ExactIAT(12, bi, bo).double().to(device)
+    x = torch.randn(64, 12, dtype=torch.float64, device=device)
+    grad = torch.randn(64, 12, dtype=torch.float64, device=device)
+    out = {}
+    for compact in (True, False):
+        monkeypatch.setattr(exact_mod, "newton", functools.partial(newton, compact=compact))
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (g,) = torch.autograd.grad(y, xi, grad)
+        out[compact] = (y, g, layer.pattern(x).r)
+    assert out[True][2].numel() > 64  # many roots were polished, so the schedules had work to do
+    for a, b in zip(out[True], out[False], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_masked_newton_asks_the_device_once_per_newton_check_steps(host_reads, monkeypatch):
+    import functools
+
+    import iatrun.nn.exact as exact_mod
+    from iatrun.nn.pieces import MAX_NEWTON, NEWTON_CHECK, newton
+
+    layer = ExactIAT(16, "fourier", "pwq").double()
+    x = torch.randn(256, 16, dtype=torch.float64)
+    monkeypatch.setattr(exact_mod, "newton", functools.partial(newton, compact=False))
+    before = host_reads["n"]
+    pat = layer.pattern(x)
+    reads = host_reads["n"] - before
+    assert pat.r.numel() > 256
+    # two Newton calls (critical points, roots), each asking at its first step and then once per
+    # NEWTON_CHECK iterations until every root has converged
+    assert 2 <= reads <= 2 * math.ceil(MAX_NEWTON / NEWTON_CHECK), reads
