@@ -9,7 +9,8 @@ On a machine with a CUDA device it
 (c) runs the grid with its seeds on the batched engine end to end at one fixed learning rate
     (tuning trains its trials one by one, which is not what this measures), and splits the wall
     time into start-up (composing the grid), training (the cells' own training time), writing
-    (the rest of the run: cell folders and figures) and the report;
+    not hidden by training (the rest of the run: cell folders and figures, most of them written by
+    :mod:`iatrun.sweep.writers` while the next stack trains) and the report;
 (d) writes ``<out>/gpu.csv`` (section, item, value, unit) and returns the rows for a table.
 
 :func:`check` takes any device, so the same code is tested on the CPU with a small grid; the
@@ -137,7 +138,7 @@ def end_to_end(grid: str, seeds: Sequence[int], device: torch.device, out: Path,
         ("sweep", "end to end", t3 - t0, "s"),
         ("sweep", "start-up (composing the grid)", t1 - t0, "s"),
         ("sweep", "training (the cells' own time)", training, "s"),
-        ("sweep", "writing (the rest of the run)", (t2 - t1) - training, "s"),
+        ("sweep", "writing not hidden by training (the rest)", (t2 - t1) - training, "s"),
         ("sweep", "report", t3 - t2, "s"),
     ]
 

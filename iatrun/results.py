@@ -116,7 +116,10 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
         plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
         if result.task.name == "fitting" and result.metrics["status"] == "ok":
             plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
-    write_provenance(folder / PROVENANCE, result.model, result.config)
+    if getattr(result, "provenance", None) is not None:  # collected where it trained (iatrun.sweep.writers)
+        write_json(folder / PROVENANCE, result.provenance)
+    else:
+        write_provenance(folder / PROVENANCE, result.model, result.config)
     if getattr(result, "tune", None) is not None:
         write_json(folder / TUNE, result.tune)
     write_json(folder / METRICS, result.metrics)  # last: its presence means complete

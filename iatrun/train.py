@@ -40,6 +40,7 @@ class Result:
     task: TaskData
     config: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] | None = None  # the learning-rate choice, when train.lr is auto (iatrun.tune)
+    provenance: dict[str, Any] | None = None  # set where it trained, when another process writes it
 
     def tuned(self, cfg: Mapping[str, Any], record: Mapping[str, Any] | None) -> Result:
         """This result as the run of ``cfg`` (lr ``auto``) whose rate ``record`` chose: the metrics

@@ -27,7 +27,7 @@ def test_the_check_times_stacks_and_splits_the_sweeps_wall_time(tmp_path, one_th
     phases = [
         "start-up (composing the grid)",
         "training (the cells' own time)",
-        "writing (the rest of the run)",
+        "writing not hidden by training (the rest)",
         "report",
     ]
     parts = [by[("sweep", p)] for p in phases]

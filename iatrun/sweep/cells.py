@@ -109,31 +109,43 @@ def claim(sweep_dir: str | Path, cell: Cell, wait: bool = False):
     return lock
 
 
-@contextmanager
-def claimed(sweep_dir: str | Path, cells: Sequence[Cell], wait: bool = False) -> Iterator[tuple[list, list]]:
-    """Claim ``cells``; yield (the cells this process must train, rows for the others).
+def claim_all(sweep_dir: str | Path, cells: Sequence[Cell], wait: bool = False) -> tuple[list, list, dict]:
+    """Claim ``cells``: (the cells this process must train, rows for the others, the held locks by key).
 
     A cell another process holds gives a ``busy`` row (unless ``wait``), a finished one a ``done``
-    row with ``ran: False``. The locks are held until the block ends, so finish the cells inside it.
+    row with ``ran: False`` (its lock is released at once). The caller releases the other locks.
     """
     todo: list[Cell] = []
     rows: list[dict] = []
-    locks = []
+    locks: dict[str, Any] = {}
     try:
         for cell in cells:
             lock = claim(sweep_dir, cell, wait=wait)
             if lock is None:
                 rows.append({"key": cell.key, "state": "busy"})
                 continue
-            locks.append(lock)
+            locks[cell.key] = lock
             state, detail = cell_state(sweep_dir, cell)
             if state == "done":
                 rows.append({"key": cell.key, "state": "done", "status": detail, "ran": False})
+                locks.pop(cell.key).release()
             else:
                 todo.append(cell)
+    except BaseException:
+        for lock in locks.values():
+            lock.release()
+        raise
+    return todo, rows, locks
+
+
+@contextmanager
+def claimed(sweep_dir: str | Path, cells: Sequence[Cell], wait: bool = False) -> Iterator[tuple[list, list]]:
+    """:func:`claim_all` as a block: the locks are held until it ends, so finish the cells inside it."""
+    todo, rows, locks = claim_all(sweep_dir, cells, wait=wait)
+    try:
         yield todo, rows
     finally:
-        for lock in locks:
+        for lock in locks.values():
             lock.release()
 
 

@@ -45,8 +45,9 @@ from typing import Any
 
 from iatrun.batched import stack_signature
 from iatrun.errors import IatrunError
-from iatrun.sweep.cells import claimed, clear_cell, execute_cell, finish_cell, run_cell, tune_dir
+from iatrun.sweep.cells import claim_all, clear_cell, execute_cell, run_cell, tune_dir
 from iatrun.sweep.grid import Cell
+from iatrun.sweep.writers import Writers, default_writers
 from iatrun.tasks import make_task
 from iatrun.train import trial
 from iatrun.tune import cached, ensure, is_auto, resolve, setting_hash, with_lr
@@ -154,15 +155,20 @@ def _chosen(cfg: Mapping[str, Any], sweep_dir: str | Path | None) -> dict | None
 # --- running work items ------------------------------------------------------------------------
 
 
-def _worker_init(threads: int, parent: int | None = None) -> None:
-    """A worker process's entry point: its share of the cores as torch threads, and a watch that
-    ends the worker when ``parent`` (the sweep) is gone, so a killed sweep leaves no worker behind
-    training an orphaned cell (its unfinished folder is redone on resume)."""
+def _worker_init(threads: int, parent: int | None = None, counter=None) -> None:
+    """A worker process's entry point: its share of the cores as torch threads, its own GPU where
+    there are several (worker i takes ``cuda:i`` modulo their number, counted by ``counter``), and a
+    watch that ends the worker when ``parent`` (the sweep) is gone, so a killed sweep leaves no
+    worker behind training an orphaned cell (its unfinished folder is redone on resume)."""
     import threading
 
     import torch
 
     torch.set_num_threads(threads)
+    if counter is not None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        torch.cuda.set_device(index % torch.cuda.device_count())
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
 
@@ -182,28 +188,34 @@ def _pool(jobs: int):
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)  # which GPU the next worker takes, where there are several
     return ProcessPoolExecutor(
-        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads, os.getpid())
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads, os.getpid(), counter)
     )
 
 
-def _run_item(sweep_dir: Path, item: Sequence[Cell]) -> list[dict]:
+def _run_item(sweep_dir: Path, item: Sequence[Cell], writers: Writers | None = None) -> list[dict]:
     """Run one work item: a single cell (serial engine) or a stack (:func:`run_stack`)."""
     if len(item) == 1:
         return [run_cell(sweep_dir, item[0])]
-    return run_stack(sweep_dir, item)
+    return run_stack(sweep_dir, item, writers)
 
 
-def run_stack(sweep_dir: str | Path, cells: Sequence[Cell]) -> list[dict]:
+def run_stack(sweep_dir: str | Path, cells: Sequence[Cell], writers: Writers | None = None) -> list[dict]:
     """Claim, train and finish a stack of sweep cells; one row per cell, as :func:`run_cell` gives.
 
     Each cell's lock is tried without waiting: a cell another process holds comes back ``busy``
     (the caller waits for it as for any busy cell), a finished cell is skipped, and the rest are
-    trained together. If only one is left, it runs with the serial engine.
+    trained together. If only one is left, it runs with the serial engine. With ``writers``, the
+    trained cells are finished there (:mod:`iatrun.sweep.writers`) and the rows returned are those
+    finished by now; the others come from ``writers.collect``.
     """
     from iatrun.batched import train_stack
 
-    with claimed(sweep_dir, cells) as (todo, rows):
+    todo, rows, locks = claim_all(sweep_dir, cells)
+    handed = False
+    try:
         if len(todo) == 1:
             return rows + [execute_cell(sweep_dir, todo[0])]
         if not todo:
@@ -217,7 +229,14 @@ def run_stack(sweep_dir: str | Path, cells: Sequence[Cell]) -> list[dict]:
             return rows + [execute_cell(sweep_dir, c) for c in todo]
         results = [r.tuned(c, rec) for r, c, (_, rec) in zip(results, cfgs, chosen)]
         share = (time.time() - start) / len(todo)
-        return rows + [finish_cell(sweep_dir, c, r, share) for c, r in zip(todo, results)]
+        writers = writers or Writers(0)
+        for c, r in zip(todo, results):
+            rows += writers.finish(Path(sweep_dir), c, r, share, locks.pop(c.key))
+        handed = True
+        return rows
+    finally:
+        for lock in locks.values() if not handed else ():
+            lock.release()
 
 
 def _tune_one(sweep_dir: Path, cfg: Mapping[str, Any]) -> str:
@@ -272,6 +291,7 @@ def run_cells(
     engine: str = "serial",
     stack_size: int | None = None,
     on_tuned: Callable[[str, str], None] | None = None,
+    writers: int | None = None,
 ) -> list[dict]:
     """Run ``cells`` (serially or in ``jobs`` worker processes); report each as it lands.
 
@@ -279,7 +299,9 @@ def run_cells(
     share shapes and budget trained as one network: :func:`plan` cuts them, the module docstring
     gives the rule ``auto`` follows). Cells claimed by another
     process are waited for afterwards, and run here (serially) if that process died without
-    finishing them.
+    finishing them. In this process (``jobs`` 1), ``writers`` processes write finished stacks'
+    cell folders while the next stack trains (default :func:`iatrun.sweep.writers.default_writers`:
+    none on the CPU); worker processes finish their own cells.
     """
     if engine not in ENGINES:
         raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
@@ -305,9 +327,13 @@ def run_cells(
             on_start(cell)
 
     if jobs <= 1:
-        for item in items:
-            start(item)
-            for row in _run_item(sweep_dir, item):
+        count = default_writers(cells[0].config) if writers is None and cells else (writers or 0)
+        with Writers(count) as pool:
+            for item in items:
+                start(item)
+                for row in _run_item(sweep_dir, item, pool) + pool.collect():
+                    land(row)
+            for row in pool.close():
                 land(row)
     else:
         from concurrent.futures import FIRST_COMPLETED, wait
