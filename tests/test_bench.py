@@ -57,4 +57,4 @@ def test_bench_cli_writes_its_csv(tmp_path):
         "train_step_iat_vs_relu",
         "help_startup_vs_python",
     }
-    assert len(lines) == 1 + (9 + 2) + 10 + 8 + 3  # roofline dense + auto, banded, exact, the rest
+    assert len(lines) == 1 + (9 + 2) + 10 + 8 + 1 + 3 + 1  # roofline, banded, exact, saved, steps, start-up

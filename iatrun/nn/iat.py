@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from functools import lru_cache
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from iatrun.errors import IatrunError
-from iatrun.nn import bases
+from iatrun.nn import bases, local
 from iatrun.nn.activations import ACTIVATIONS, get_activation
 from iatrun.nn.exact import ExactIAT, check_exact
 
@@ -20,14 +18,16 @@ KERNELS = ("auto", "dense", "banded")
 # A side of the layer (Φ or Ψ) is banded when every mesh point touches at most this many basis
 # functions (true of every local built-in basis: rect 1, pwl/pwl-w/rect-w 2, pwq 3).
 BAND_WIDTH = 3
-# ``kernel="auto"`` uses the banded products on CPU from the (width n, mesh M) below, by number of
-# banded sides; under them the dense matmuls are as fast or faster. Measured on a 2-core CPU at
-# B = 1000 (``iatrun bench``, section "banded", and pair sweeps of the same measurement; repeated
-# runs differ by up to 30 %): with both sides banded, banded wins 1.1–1.2× at n = 64, M = 256 and
-# 3.7–3.9× at n = 256, M = 4096; with one side banded (fourier on the other) it wins 1.3–1.5× at
-# n = 128, M = 2048 and n = 256, M = 1024, is a toss-up at n = 64, M = 1024, and loses up to 1.4×
-# on smaller meshes.
-BANDED_FROM = {2: (64, 256), 1: (128, 1024)}  # banded sides -> (min width n, min mesh M)
+# ``kernel="auto"`` uses the banded products (:mod:`iatrun.nn.local`) on CPU from the (width n,
+# mesh M) below, by number of banded sides; under them the dense matmuls are as fast or faster.
+# The banded kernel is a few element-wise passes per mesh slab, so it pays once the slabs are big
+# enough to hide a per-call overhead of some 15 µs. Measured on the 2-core CPU (``iatrun bench``,
+# section "banded", pwl → pwq, B = 1000, forward+backward; other tenants share the machine, so
+# repeated runs differ by up to 30 %): 0.4–0.5× dense at n ≤ 32, 0.85–0.94× at n = 64, 1.8× at
+# n = 128, r = 4, 3.6× at n = 128, r = 16, 3.4× at n = 256, r = 4 and 8.8× at n = 256, r = 16. With
+# one side banded (fourier on the other; the dense side dominates) the earlier sparse kernel won
+# 1.3–1.5× at n = 128, M = 2048 and n = 256, M = 1024 and lost up to 1.4× on smaller meshes.
+BANDED_FROM = {2: (128, 512), 1: (128, 1024)}  # banded sides -> (min width n, min mesh M)
 RELU_MEAN_SQUARE = 0.5  # E[relu(z)^2] for z ~ N(0, 1): the output spread the gain matches
 GAIN_SAMPLES = 8192  # Gaussian inputs of the Monte Carlo spread for σ other than relu
 _ROWS = 1024  # mesh rows per block of the closed-form spread (bounds its memory at M·_ROWS floats)
@@ -121,33 +121,6 @@ class _IATReLU(torch.autograd.Function):
         return grad_z @ phi_t.T, None, None
 
 
-class _IATReLUBanded(torch.autograd.Function):
-    """The ReLU IAT with sparse (CSR) Φ and/or Ψ where they are banded: O(B·M) per product, not O(B·M·n).
-
-    Works on transposed activations, (M, B) = Φ (M, n) @ xᵀ, because torch multiplies a sparse
-    matrix by a dense one from the left. Saves only the bool pattern, as :class:`_IATReLU` does;
-    the four matrices (Φ, Φᵀ, Ψ·2/M, Ψᵀ·2/M, each sparse or dense) are the layer's own tables.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, ops: tuple) -> torch.Tensor:
-        phi, phi_t, psi, psi_t = ops
-        z = (phi @ x.T).clamp_(min=0)  # (M, B) relu of the state on the mesh
-        mask = z.bool()  # the pattern Φx > 0, as in _IATReLU
-        y = psi_t @ z  # (n, B)
-        ctx.save_for_backward(mask)
-        ctx.ops = ops
-        return y.T.contiguous()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):
-        (mask,) = ctx.saved_tensors
-        phi, phi_t, psi, psi_t = ctx.ops
-        grad_z = (psi @ grad_y.T).mul_(mask.view(torch.uint8))  # (M, B)
-        return (phi_t @ grad_z).T.contiguous(), None
-
-
 def _banded(matrix: torch.Tensor) -> bool:
     """Whether every row of a mesh matrix (M, n) has at most BAND_WIDTH non-zeros."""
     return bool(((matrix != 0).sum(1) <= BAND_WIDTH).all())
@@ -164,8 +137,9 @@ class IAT(nn.Module):
         method: ``"mesh"`` (the M-point midpoint rule, SPEC §1) or ``"exact"`` (σ = relu only:
             roots of s_x and exact integrals, paper §4.3, see :mod:`iatrun.nn.exact`). The mesh
             buffers, :meth:`state` and :meth:`pattern` are the mesh view in both cases.
-        kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"`` sparse
-            products for each local side (a mesh point touches ≤ 3 of its basis functions), or
+        kernel: how the mesh products of σ = relu run: ``"dense"`` matmuls, ``"banded"``
+            products that skip the zeros of each local side (a mesh point touches ≤ 3 of its basis
+            functions; :mod:`iatrun.nn.local`), or
             ``"auto"``: banded on CPU where it measured faster (``BANDED_FROM``), dense
             otherwise. The kernels agree to rounding; the choice
             changes speed only.
@@ -227,7 +201,7 @@ class IAT(nn.Module):
         if self.method == "exact":
             y = self.exact(x2)
         elif self.sigma == "relu" and self.uses_banded(x2.device):
-            y = _IATReLUBanded.apply(x2, self._banded_ops())
+            y = local.apply(x2, *self._banded_sides())
         elif self.sigma == "relu":
             y = _IATReLU.apply(x2, self.phi_t, self.psi)
         else:
@@ -244,17 +218,15 @@ class IAT(nn.Module):
             return self.n >= min_n and self.m >= min_m
         return self.kernel == "banded"
 
-    def _banded_ops(self) -> tuple:
-        """(Φ, Φᵀ, Ψ, Ψᵀ), sparse CSR on banded sides; rebuilt when the buffers move or change dtype."""
+    def _banded_sides(self) -> tuple:
+        """The (Φ, Ψ) products of :mod:`iatrun.nn.local`; rebuilt when the buffers move or change dtype."""
         key = (self.phi_t.data_ptr(), self.psi.data_ptr(), self.phi_t.dtype, self.phi_t.device)
         if self._ops_cache[0] != key:
-            ops = []
-            for mat, banded in ((self.phi_t.T, self.banded_sides[0]), (self.psi, self.banded_sides[1])):
-                pair = (mat, mat.T)
-                with warnings.catch_warnings():  # torch flags its sparse CSR support as beta
-                    warnings.simplefilter("ignore", UserWarning)
-                    ops += [m.contiguous().to_sparse_csr() if banded else m for m in pair]
-            self._ops_cache = (key, tuple(ops))
+            sides = tuple(
+                local.side(mat, self.mesh_ratio, banded)
+                for mat, banded in zip((self.phi_t.T, self.psi), self.banded_sides, strict=True)
+            )
+            self._ops_cache = (key, sides)
         return self._ops_cache[1]
 
     def gain(self) -> float:

@@ -7,9 +7,9 @@ later. The cell's lock stays with the caller, who releases it only when the cell
 complete, so no other sweep process can claim a cell whose folder is being written.
 
 What a writer gets is the trained result on the CPU (model copied off the device, task data
-rebuilt from its config), with its provenance collected beforehand in the training process, so ``provenance.json`` names the device
-the cell trained on, not the writer's. If a writer process dies, the cells it held are finished in
-the caller instead: nothing trained is lost.
+rebuilt from its config), with its provenance collected beforehand in the training process, so
+``provenance.json`` names the device the cell trained on, not the writer's. If a writer process
+dies, the cells it held are finished in the caller instead: nothing trained is lost.
 
 On the CPU the writers would take cores from training, so the default there is none (cells are
 finished in the training process, as before); on a GPU it is :data:`GPU_WRITERS` processes, fewer

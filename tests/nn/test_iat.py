@@ -157,9 +157,9 @@ def test_banded_kernel_equals_dense(bi, bo, device):
 
 def test_banded_kernel_choice_and_saved_memory():
     cpu = torch.device("cpu")
-    assert IAT(64, "pwl", "pwq", 4).uses_banded(cpu)  # auto: both sides banded, M = 256
-    assert not IAT(32, "pwl", "pwq", 16).uses_banded(cpu)  # below the width where it pays
-    assert not IAT(64, "pwl", "pwq", 2).uses_banded(cpu)  # M = 128: dense is faster
+    assert IAT(128, "pwl", "pwq", 4).uses_banded(cpu)  # auto: both sides banded, M = 512
+    assert not IAT(64, "pwl", "pwq", 16).uses_banded(cpu)  # below the width where it pays
+    assert not IAT(128, "pwl", "pwq", 2).uses_banded(cpu)  # M = 256: dense is faster
     assert IAT(64, "fourier", "pwq", 4).banded_sides == (False, True)
     assert not IAT(128, "fourier", "pwq", 4).uses_banded(cpu)  # one side banded needs M >= 1024
     assert not IAT(64, "pwq", "fourier", 16).uses_banded(cpu)  # ... and n >= 128
@@ -181,5 +181,10 @@ def test_banded_kernel_choice_and_saved_memory():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         layer(torch.randn(16, 8, requires_grad=True))
     assert saved == [(torch.bool, 16 * 32)]  # only the pattern, as the dense kernel
+    mixed = IAT(8, "fourier", "pwq", 4, kernel="banded")  # one side banded: the unfused path
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mixed(torch.randn(16, 8, requires_grad=True))
+    assert saved == [(torch.bool, 16 * 32)]
     # the sparse tables follow the layer's dtype
     assert layer.double()(torch.randn(3, 8, dtype=torch.float64)).dtype == torch.float64

@@ -1,0 +1,50 @@
+"""The banded kernel's products (iatrun.nn.local) against the dense mesh matrices."""
+
+import pytest
+import torch
+
+from iatrun.nn import bases
+from iatrun.nn.local import Dense, Sparse, Translates, cell_major, side, translates
+
+LOCAL = [b for b in bases.table_bases() if not bases.properties(b)["global"]]
+CELL_TRANSLATES = ("rect", "pwl", "pwq")  # translates of one function by whole cells
+
+
+def _matrices(name, n, r):
+    m = n * r
+    return bases.input_matrix(name, n, m), bases.output_matrix(name, n, m) * (2.0 / m)
+
+
+@pytest.mark.parametrize("name", LOCAL + ["fourier"])
+@pytest.mark.parametrize("n, r", [(3, 2), (4, 1), (17, 5), (32, 4)])
+def test_sides_are_the_dense_products_in_cell_major_order(name, n, r):
+    for matrix in _matrices(name, n, r):
+        op = side(matrix, r, local=name in LOCAL)
+        expected = {"fourier": Dense}.get(name, Translates if name in CELL_TRANSLATES else Sparse)
+        assert isinstance(op, expected), (name, type(op))
+        ordered = cell_major(matrix, r)
+        v, u = torch.randn(n, 6, dtype=torch.float64), torch.randn(n * r, 6, dtype=torch.float64)
+        scale = matrix.abs().max()
+        assert torch.allclose(op.expand(v), ordered @ v, rtol=0, atol=1e-13 * scale * n)
+        assert torch.allclose(op.adjoint(u), ordered.T @ u, rtol=0, atol=1e-13 * scale * n * r)
+
+
+def test_cell_major_order_puts_offset_before_cell():
+    matrix = torch.arange(12.0).view(6, 2)  # n = 2, r = 3: rows k = i*3 + p
+    assert cell_major(matrix, 3)[:, 0].tolist() == [0, 6, 2, 8, 4, 10]  # (p, i) = (0,0), (0,1), (1,0), …
+
+
+def test_translates_finds_the_table_and_refuses_anything_else():
+    phi, psi = _matrices("pwq", 16, 4)
+    table, d0, scale = translates(phi, 4)
+    assert table.shape == (3, 4) and d0 == -1  # a quadratic B-spline spans 3 cells
+    assert torch.allclose(scale, torch.ones(16, dtype=torch.float64))
+    _, _, out_scale = translates(psi, 4)
+    assert out_scale[0] > out_scale[8] == pytest.approx(out_scale[7])  # the cut boundary function
+    bent = phi.clone()
+    bent[20, 5] += 1e-9  # one entry off the family
+    assert translates(bent, 4) is None
+    stray = phi.clone()
+    stray[0, 15] = 0.5  # mass outside the band
+    assert translates(stray, 4) is None
+    assert translates(_matrices("pwl-w", 16, 4)[0], 4) is None  # nodes on n + 1 cells, not n
