@@ -9,7 +9,7 @@ ARGS   ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast run sweep paper bench gpu-check lint clean
+.PHONY: install test test-fast test-slurm run sweep paper bench gpu-check slurm-up slurm-down lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not slurm"
+
+# The tests against a running cluster (make slurm-up first; CI's .ci/run does both).
+test-slurm: $(STAMP)
+	$(BIN)/pytest -q -m slurm --slurm
 
 run: $(STAMP)
 	$(BIN)/iatrun fit --device $(DEVICE) $(ARGS)
@@ -44,6 +48,13 @@ bench: $(STAMP)
 # On a machine with one GPU: device tests, stack step times, the paper grid end to end (gpu.csv).
 gpu-check: $(STAMP)
 	$(BIN)/iatrun gpu-check $(ARGS)
+
+# A single-node SLURM cluster on localhost (Debian's slurm-wlm and munge; root): tools/slurm-local.
+slurm-up:
+	tools/slurm-local up
+
+slurm-down:
+	tools/slurm-local down
 
 lint: $(STAMP)
 	$(BIN)/ruff check iatrun tests

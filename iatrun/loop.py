@@ -82,11 +82,12 @@ class LossBlock:
         return out
 
 
-def blocks(steps: int, block: LossBlock, opt, step: Callable[[], torch.Tensor]):
-    """Take ``steps`` steps (``step()`` returns the step's losses), buffering each step's losses with
-    the learning rate it ran at; yield ``(k, rows)`` after every full block and after the last step,
-    ``rows`` being the block read back in one host read. The caller may stop early (``break``)."""
-    for k in range(1, steps + 1):
+def blocks(steps: int, block: LossBlock, opt, step: Callable[[], torch.Tensor], start: int = 1):
+    """Take steps ``start`` … ``steps`` (``step()`` returns the step's losses), buffering each step's
+    losses with the learning rate it ran at; yield ``(k, rows)`` after every full block and after
+    the last step, ``rows`` being the block read back in one host read. The caller may stop early
+    (``break``)."""
+    for k in range(start, steps + 1):
         block.put(k, opt.param_groups[0]["lr"], step())
         if block.full or k == steps:
             yield k, block.read()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from iatrun.checkpoint import Saver, checkpoint_path
 from iatrun.errors import IatrunError
 from iatrun.loop import Checkpoint, LossBlock, Record, Stopwatch, blocks, first_bad
 from iatrun.nn.models import model_from_config
@@ -41,6 +42,7 @@ class Result:
     config: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] | None = None  # the learning-rate choice, when train.lr is auto (iatrun.tune)
     provenance: dict[str, Any] | None = None  # set where it trained, when another process writes it
+    resumed_from: int | None = None  # the step a checkpoint held, when the run continued from one
 
     def tuned(self, cfg: Mapping[str, Any], record: Mapping[str, Any] | None) -> Result:
         """This result as the run of ``cfg`` (lr ``auto``) whose rate ``record`` chose: the metrics
@@ -180,13 +182,16 @@ def train(
     cfg: Mapping[str, Any],
     on_step: Callable[[int, float], None] | None = None,
     prepared: tuple | None = None,
+    checkpoint: str | Path | None = None,
 ) -> Result:
-    """Train the configured model on the configured task; no file is written.
+    """Train the configured model on the configured task; no file is written but the checkpoint.
 
     ``on_step(step, loss)`` is called for every step, a block of steps at a time (for progress
     bars). A loss that turns NaN or Inf stops the run with ``status = "diverged"`` and the step it
     happened at; the model keeps its weights from the step before. The step loop reads nothing
-    back from the device between checks (:mod:`iatrun.loop`).
+    back from the device between checks (:mod:`iatrun.loop`). With ``checkpoint`` (a file path,
+    :mod:`iatrun.checkpoint`) the run saves its state there every few minutes and, if the file
+    holds a state of this config, continues from it; the caller removes it once the run is kept.
     """
     task, model, device, dtype = prepared or prepare(cfg)
     t = cfg["train"]
@@ -208,12 +213,14 @@ def train(
         return loss
 
     record = Record(1, steps, int(t.get("log_every", 1)))
+    saver = Saver(checkpoint, cfg) if checkpoint is not None else None
+    start, spent = _resume(saver, model, opt, sched, rows, record)
     block = LossBlock(1, device)
     progress = None if on_step is None else (lambda k, values: on_step(k, values[0]))
     model.train()
     clock = Stopwatch(device)
-    mark = Checkpoint.take(0, params, opt, sched, rows)
-    for k, done in blocks(steps, block, opt, step):  # done: the block's losses, in one host read
+    mark = Checkpoint.take(start, params, opt, sched, rows)
+    for k, done in blocks(steps, block, opt, step, start=start + 1):  # done: one host read per block
         (bad,) = first_bad(done, [False])
         if bad is not None:  # replay the block up to the step before the divergence
             mark.restore(params, opt, sched, rows)
@@ -224,10 +231,51 @@ def train(
             break
         if k < steps:
             mark = Checkpoint.take(k, params, opt, sched, rows)
-    wall = clock.seconds()
+            if saver is not None and saver.due():
+                saver.save(_state(mark, model, record, spent + clock.seconds()))
+    wall = spent + clock.seconds()
     model.eval()
     m = metrics(model, task, record.losses[0], record.diverged[0], wall)
-    return Result(m, record.curves[0], model, task, dict(cfg))
+    return Result(m, record.curves[0], model, task, dict(cfg), resumed_from=start or None)
+
+
+def _state(mark: Checkpoint, model: torch.nn.Module, record: Record, seconds: float) -> dict:
+    """What a checkpoint holds: the block start ``mark`` (taken at the same step), the buffers, the
+    host record and the training seconds so far."""
+    buffers = {k: v for k, v in model.state_dict().items() if k not in dict(model.named_parameters())}
+    return {
+        "step": mark.step,
+        "params": mark.params,
+        "buffers": buffers,
+        "optimizer": mark.optimizer,
+        "scheduler": mark.scheduler,
+        "batches": mark.batches,
+        "record": (record.losses, record.curves, record.diverged),
+        "seconds": seconds,
+    }
+
+
+def _resume(saver: Saver | None, model, opt, sched, rows: Batches, record: Record) -> tuple[int, float]:
+    """Load a checkpoint of this run into the model, optimiser, scheduler, batch order and record:
+    (the last step it took, the training seconds it had spent); (0, 0.0) when there is none."""
+    state = saver.load() if saver is not None else None
+    if state is None:
+        return 0, 0.0
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    to_dev = [p.to(device) for p in state["params"]]
+    order = state["batches"][1]
+    mark = Checkpoint(
+        state["step"],
+        to_dev,
+        state["optimizer"],
+        state["scheduler"],
+        (state["batches"][0], None if order is None else order.to(device), state["batches"][2]),
+    )
+    mark.restore(params, opt, sched, rows)
+    model.load_state_dict({**model.state_dict(), **state["buffers"]})
+    record.losses, record.curves, record.diverged = state["record"]
+    return int(state["step"]), float(state["seconds"])
 
 
 def trial(cfg: Mapping[str, Any]) -> Score:
@@ -245,7 +293,8 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
 
     Everything is validated before the folder exists; files are staged under a hidden name and
     the folder appears, complete, in one rename. ``cfg['out']`` (or a fresh folder under
-    ``<results_dir>/runs``) is where it goes.
+    ``<results_dir>/runs``) is where it goes; with ``out`` given, a checkpoint beside it lets a
+    rerun of a killed run continue where it was (:mod:`iatrun.checkpoint`).
     """
     from iatrun.files import check_new_dir, staged_dir
     from iatrun.results import new_run_dir, save_result
@@ -255,7 +304,11 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     check_selection_seeds(cfg)
     folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
     chosen, record = resolve(cfg, trial)
-    result = train(chosen, on_step=on_step, prepared=prepared).tuned(cfg, record)
+    # a run into a named --out keeps a checkpoint beside it: a rerun after a kill continues
+    ckpt = checkpoint_path(folder) if cfg.get("out") else None
+    result = train(chosen, on_step=on_step, prepared=prepared, checkpoint=ckpt).tuned(cfg, record)
     with staged_dir(folder) as stage:
         save_result(result, stage, title=folder.name)
+    if ckpt is not None:
+        Saver(ckpt, chosen).remove()
     return result, folder

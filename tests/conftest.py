@@ -5,6 +5,21 @@ import torch
 from _support import write_grids
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slurm", action="store_true", help="run the tests marked slurm (a running cluster)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slurm`` need a running cluster (make slurm-up): they run with ``--slurm`` (as
+    ``.ci/run`` does, after ``make test``) and are deselected otherwise, not skipped."""
+    if config.getoption("--slurm"):
+        return
+    keep = [i for i in items if "slurm" not in i.keywords]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if "slurm" in i.keywords])
+        items[:] = keep
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(1234)

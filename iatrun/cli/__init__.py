@@ -57,7 +57,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(fit.app)
-app.add_typer(sweep.app)  # sweep, report
+app.add_typer(sweep.app)  # sweep, report, status
 app.add_typer(listing.app, name="list")
 app.add_typer(regions.app)  # regions, construct
 app.add_typer(plot.app, name="plot")

@@ -51,6 +51,12 @@ def sweep(
         None, help="A folder of your own configs (grids in its sweep/).", show_default=False
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
+    detach: bool = typer.Option(
+        False,
+        "--detach",
+        help="With --launcher: return once the jobs are submitted (iatrun status DIR follows them; "
+        "rerun the command to submit what is missing, iatrun report DIR when all is done).",
+    ),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
     from iatrun import provenance
@@ -72,10 +78,8 @@ def sweep(
         raise IatrunError("--jobs and --launcher cannot be combined (the launcher sets parallelism)")
     if engine not in run.ENGINES:
         raise IatrunError(f"unknown engine {engine!r} (known: {', '.join(run.ENGINES)})")
-    if engine == "batched" and launcher != "none":
-        raise IatrunError(
-            "--engine batched runs stacks in this process or its --jobs workers, not a --launcher"
-        )
+    if detach and launcher == "none":
+        raise IatrunError("--detach needs --launcher (the jobs then run without this process)")
     if launch_over and launcher == "none":
         raise IatrunError("launcher.* overrides need --launcher (e.g. submitit_local or submitit_slurm)")
     launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
@@ -88,9 +92,8 @@ def sweep(
     if change:
         print(change, file=sys.stderr)
     with provenance.command(cell_overrides):  # every cell's provenance.json records them
-        _sweep_into(
-            folder, spec, cell_overrides, all_cells, force, (jobs, launch_cfg, quiet, engine, stack_size)
-        )
+        how = (jobs, launch_cfg, quiet, engine, stack_size, detach)
+        _sweep_into(folder, spec, cell_overrides, all_cells, force, how)
 
 
 def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
@@ -99,7 +102,15 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
 
     from iatrun.sweep import cells
 
-    jobs, launch_cfg, quiet, engine, stack_size = how
+    jobs, launch_cfg, quiet, engine, stack_size, detach = how
+    live: dict[str, str] = {}
+    if launch_cfg is not None:  # GPUs and chunks for these cells, and the cluster asked, before writing
+        from iatrun.sweep.launch import resolve_launcher
+        from iatrun.sweep.status import live_cells
+
+        live = live_cells(folder)  # cells whose submitted task is still queued or running
+        todo = all_cells if force else [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
+        launch_cfg = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live])
     cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
     if force:  # every cell again, and every learning rate chosen again
         from iatrun.tune import forget
@@ -108,14 +119,21 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
             cells.reset_cell(folder, cell)
             forget(cell.config, cells.tune_dir(folder))
     pending = [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
+    held = [c for c in pending if c.key in live]
+    pending = [c for c in pending if c.key not in live]
     console = Console()
     console.print(
         f"sweep [bold]{spec['name']}[/]: {len(all_cells)} cells, "
-        f"{len(all_cells) - len(pending)} already finished, {len(pending)} to run → {folder}",
+        f"{len(all_cells) - len(pending) - len(held)} already finished, {len(pending)} to run"
+        + (f", {len(held)} still in submitted jobs" if held else "")
+        + f" → {folder}",
         highlight=False,
     )
     if pending:
-        _run(folder, pending, jobs, launch_cfg, quiet, console, (engine, stack_size))
+        _run(folder, pending, jobs, launch_cfg, quiet, console, (engine, stack_size, detach))
+    if detach or held:
+        console.print(f"jobs submitted: follow them with `iatrun status {folder}`", highlight=False)
+        return
     _report(folder, console)
 
 
@@ -183,10 +201,10 @@ def _launch(folder, pending, jobs, launch_cfg, hooks, engine):
     from iatrun.sweep.run import run_cells
 
     on_start, on_done, on_tuned = hooks
-    if launch_cfg is not None:  # one cell per job: the serial engine (auto; batched is refused)
-        return run_submitit(folder, pending, launch_cfg, on_done)  # each job chooses its rate if needed
+    name, stack_size, detach = engine
+    if launch_cfg is not None:  # each array task runs its chunk with the engine (and tunes as needed)
+        return run_submitit(folder, pending, launch_cfg, on_done, (name, stack_size), detach=detach)
     jobs = min(jobs, os.cpu_count() or 1, len(pending)) if jobs > 1 else 1
-    name, stack_size = engine
     return run_cells(
         folder,
         pending,
@@ -242,3 +260,25 @@ def report(
 
     check_sweep_dir(folder)
     _report(folder, Console(quiet=False))
+
+
+@app.command()
+def status(
+    folder: Path = typer.Argument(..., help="A sweep folder.", show_default=False),
+    all_cells: bool = typer.Option(False, "--all", help="List every cell, finished ones included."),
+) -> None:
+    """Where a sweep stands: each cell done, failed, running, queued (with its SLURM job) or to run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from iatrun.sweep.status import summary, sweep_status
+
+    rows = sweep_status(folder)
+    console = Console()
+    console.print(f"{folder}: {len(rows)} cells: {summary(rows)}", highlight=False, soft_wrap=True)
+    shown = rows if all_cells else [r for r in rows if r["state"] != "done"]
+    if shown:
+        table = Table("cell", "state", "job", "detail", box=None)
+        for r in shown:
+            table.add_row(r["key"], r["state"], r["job"], r["detail"])
+        console.print(table)

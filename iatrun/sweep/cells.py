@@ -170,17 +170,22 @@ def clear_cell(sweep_dir: str | Path, cell: Cell) -> dict:
 
 def execute_cell(sweep_dir: str | Path, cell: Cell) -> dict:
     """Train one claimed cell with the serial engine (:func:`iatrun.train.train`) and finish it."""
+    from iatrun.checkpoint import checkpoint_path
     from iatrun.train import train, trial
     from iatrun.tune import resolve
 
-    cfg = clear_cell(sweep_dir, cell)
+    cfg = clear_cell(sweep_dir, cell)  # the checkpoint beside the folder survives: a requeue resumes
+    ckpt = checkpoint_path(cell_dir(sweep_dir, cell.key))
     start = time.time()
     try:
         chosen, record = resolve(cfg, trial, tune_dir(sweep_dir))
-        result = train(chosen).tuned(cfg, record)
+        result = train(chosen, checkpoint=ckpt).tuned(cfg, record)
     except Exception as e:  # a crashing cell is recorded; the sweep goes on
         return fail_cell(sweep_dir, cell, e)
-    return finish_cell(sweep_dir, cell, result, time.time() - start)
+    row = finish_cell(sweep_dir, cell, result, time.time() - start)
+    if row["state"] == "done":
+        ckpt.unlink(missing_ok=True)
+    return row
 
 
 def finish_cell(sweep_dir: str | Path, cell: Cell, result, seconds: float) -> dict:
@@ -202,6 +207,8 @@ def finish_cell(sweep_dir: str | Path, cell: Cell, result, seconds: float) -> di
             "finished": datetime.now().isoformat(),
             "seconds": seconds + time.time() - start,
         }
+        if getattr(result, "resumed_from", None):
+            marker["resumed_from_step"] = result.resumed_from  # continued from a checkpoint
         write_json(folder / DONE, marker)
     except Exception as e:
         return fail_cell(sweep_dir, cell, e)
