@@ -5,6 +5,7 @@ CI runs these after ``make test`` (``.ci/run``); without a cluster they fail wit
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -46,9 +47,17 @@ def test_the_quick_grid_through_slurm_matches_a_local_run(tmp_path):
     assert "78 cells, 0 already finished, 78 to run" in res.stdout
     tasks = list((tmp_path / "slurm" / ".submitit").glob("*_*"))
     assert 1 <= len(tasks) <= 4, tasks  # cells_per_task auto: one chunk per core, not one per cell
+    logs = [p.read_text() for p in (tmp_path / "slurm" / ".submitit").rglob("*_log.out")]
+    startups = [float(m) for log in logs for m in re.findall(r"iatrun: task start-up ([0-9.]+) s", log)]
+    assert len(startups) == len(tasks) and max(startups) < 0.1 * wall, (startups, wall)
+    start = time.time()
     sweep(tmp_path / "local", "--grid", "quick", env=one_thread_env())
+    local = time.time() - start
     assert_same_results(tmp_path / "slurm", tmp_path / "local")
-    print(f"quick grid through SLURM: {wall:.0f} s in {len(tasks)} array tasks")
+    print(
+        f"quick grid through SLURM: {wall:.0f} s in {len(tasks)} array tasks (start-up "
+        f"{max(startups):.1f} s at most); locally, one process, one thread: {local:.0f} s"
+    )
 
 
 @pytest.mark.parametrize(

@@ -44,12 +44,26 @@ class CellsJob:
         cores = os.environ.get("SLURM_CPUS_PER_TASK")
         if cores and cores.isdigit():
             torch.set_num_threads(int(cores))
+        print(f"iatrun: task start-up {_process_age():.2f} s, {len(cells)} cells", flush=True)
         return run_cells(Path(sweep_dir), list(cells), engine=self.engine, stack_size=self.stack_size)
 
     def checkpoint(self, sweep_dir: str, cells: Sequence[Cell]):
         import submitit
 
         return submitit.helpers.DelayedSubmission(CellsJob(self.engine, self.stack_size), sweep_dir, cells)
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0.0 where that cannot be read): the
+    task's start-up, Python, torch and iatrun imports and submitit's unpickling, logged per task."""
+    import os
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 # iatrun's own launcher keys (the rest are submitit's): each an int or ``auto``
