@@ -156,3 +156,30 @@ def test_a_detached_sweep_is_followed_by_status_and_finished_by_a_rerun(tmp_path
     assert "10 cells: 10 done" in status, status
     report = subprocess.run([*exe(), "report", str(out)], capture_output=True, text=True)
     assert report.returncode == 0 and (out / "report.md").is_file()
+
+
+def test_a_task_that_crashes_leaves_its_cells_failed_and_a_rerun_finishes_them(tmp_path, confdir):
+    """SIGKILL of one array task's Python process (a crash SLURM sees as a failed job): the sweep
+    records that task's unfinished cells as failed and ends; a rerun trains exactly those."""
+    out = tmp_path / "sw"
+    args = ["--grid", "slow", "--config-dir", str(confdir), *SLURM, "launcher.cells_per_task=5"]
+    cmd = [*exe(), "sweep", "-q", "--out", str(out), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 600
+    victims: list[str] = []
+    while time.time() < deadline and not victims:
+        if _done(out):
+            found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True)
+            victims = found.stdout.split()[:1]
+        time.sleep(0.2)
+    assert victims, "no task was running with a finished cell"
+    subprocess.run(["kill", "-KILL", victims[0]], check=True)
+    output, _ = proc.communicate(timeout=600)
+    assert "failed" in output
+    before = len(_done(out))
+    assert before < 10
+    res = sweep(out, *args)
+    assert f"{before} already finished, {10 - before} to run" in res.stdout
+    assert len(_done(out)) == 10
+    sweep(tmp_path / "local", "--grid", "slow", "--config-dir", str(confdir), env=one_thread_env())
+    assert_same_results(out, tmp_path / "local")
