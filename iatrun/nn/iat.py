@@ -178,6 +178,13 @@ class IAT(nn.Module):
         if method == "exact":
             self.exact = ExactIAT(n, basis_in, basis_out)
 
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save``, ``copy.deepcopy``, worker processes) without the banded kernel's
+        products and work tensors: they are rebuilt on the next forward."""
+        state = self.__dict__.copy()
+        state["_ops_cache"] = (None, None)
+        return state
+
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, basis_in={self.basis_in!r}, basis_out={self.basis_out!r}, "

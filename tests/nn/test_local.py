@@ -48,3 +48,20 @@ def test_translates_finds_the_table_and_refuses_anything_else():
     stray[0, 15] = 0.5  # mass outside the band
     assert translates(stray, 4) is None
     assert translates(_matrices("pwl-w", 16, 4)[0], 4) is None  # nodes on n + 1 cells, not n
+
+
+def test_a_layer_pickles_without_its_kernel_cache():
+    import copy
+    import io
+
+    from iatrun.nn.iat import IAT
+
+    layer = IAT(16, "pwq", "pwq", 4, kernel="banded")
+    x = torch.randn(8, 16)
+    y = layer(x)
+    assert layer._ops_cache[0] is not None  # built by the forward
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    again = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+    assert again._ops_cache == (None, None) and copy.deepcopy(layer)._ops_cache == (None, None)
+    assert torch.equal(again(x), y)
