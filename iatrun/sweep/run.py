@@ -8,9 +8,9 @@ cells. Every work item — a single cell or a stack — goes through the cell pr
 * **Chunking.** A stack holds at most ``stack_size`` cells; by default as many as keep its
   (C, B, M) activations (B the batch, M the widest mesh, times depth) under ``STACK_BYTES``.
 * **Jobs.** With ``--jobs J`` stacks run inside the J worker processes: each group is cut into
-  at least J stacks of near-equal size, so every worker gets a share of every group. A
-  ``--launcher`` runs one cell per job, so ``--engine batched`` refuses it and ``auto`` there is
-  the serial engine.
+  at least J stacks of near-equal size, so every worker gets a share of every group. With a
+  ``--launcher`` each array task runs its chunk of cells through :func:`run_cells` with the
+  sweep's engine (:mod:`iatrun.sweep.launch`), so stacks form inside a task.
 
 **The ``auto`` rule**: on a GPU, stack every stackable group of at least 2 cells (not measured
 here: kernels of these sizes are launch-bound); on the CPU, stack such a group only while a
