@@ -108,7 +108,7 @@ def test_a_requeued_task_resumes_its_cell_from_the_checkpoint(tmp_path):
     conf = tmp_path / "conf"
     (conf / "sweep").mkdir(parents=True)
     (conf / "sweep" / "long.yaml").write_text(
-        "seeds: [0]\noverrides: [model.width=32, model.depth=2, train.steps=4000, task.n_train=200]\n"
+        "seeds: [0]\noverrides: [model.width=128, model.depth=3, train.steps=4000, task.n_train=1000]\n"
         "blocks:\n  - task: fitting\n    model: relu\n"
     )
     env = dict(one_thread_env(), IATRUN_CHECKPOINT_S="0")
