@@ -110,7 +110,9 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
 
         live = live_cells(folder)  # cells whose submitted task is still queued or running
         todo = all_cells if force else [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
-        launch_cfg = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live])
+        tuned = {p.stem for p in cells.tune_dir(folder).glob("*.json")}
+        launch_cfg, note = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live], tuned)
+        print(note, file=sys.stderr)
     cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
     if force:  # every cell again, and every learning rate chosen again
         from iatrun.tune import forget

@@ -10,7 +10,7 @@ import collections.abc
 import math
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,8 @@ def _process_age() -> float:
         return 0.0
 
 
-# iatrun's own launcher keys (the rest are submitit's): each an int or ``auto``
-OWN_KEYS = ("cells_per_task", "gpus_per_node")
+# launcher keys iatrun resolves before submitit sees them: each an int or ``auto``
+OWN_KEYS = ("cells_per_task", "gpus_per_node", "timeout_min")
 
 
 def _dirs(user_dir=None) -> list[Path]:
@@ -186,12 +186,17 @@ def check_launcher(cfg: Mapping[str, Any], name: str) -> None:
             raise IatrunError(f"launcher key {key!r} must be {_type_name(keys[key])}, got {value!r}")
 
 
-def resolve_launcher(cfg: Mapping[str, Any], cells: Sequence[Cell]) -> dict:
+def resolve_launcher(
+    cfg: Mapping[str, Any], cells: Sequence[Cell], tuned: Set[str] = frozenset()
+) -> tuple[dict, str]:
     """The launcher with its ``auto`` values set for these cells, checked with the cluster before
-    anything is written: GPUs per task follow the cells' device (1 for ``cuda``, else 0), cells per
-    task fill the array tasks the cluster can run at once (:func:`task_slots`), and on SLURM an
-    ``sbatch --test-only`` of the same request must pass (an unknown partition, GPUs on a cluster
-    without them, more memory than a node has: one error line, nothing submitted)."""
+    anything is written, and one line on its time limit. GPUs per task follow the cells' device (1
+    for ``cuda``, else 0), cells per task fill the array tasks the cluster can run at once
+    (:func:`task_slots`), the time limit follows the slowest task's estimate
+    (:mod:`iatrun.sweep.timelimit`; ``tuned``: the settings whose rate is already chosen), and on
+    SLURM an ``sbatch --test-only`` of the same request must pass (an unknown partition, GPUs on a
+    cluster without them, more memory than a node has: one error line, nothing submitted). A limit
+    given below the estimate is kept, and the line says it is short."""
     out = dict(cfg)
     device = str(cells[0].config.get("device", "auto")) if cells else "auto"
     if out.get("gpus_per_node", "auto") == "auto":
@@ -202,9 +207,40 @@ def resolve_launcher(cfg: Mapping[str, Any], cells: Sequence[Cell]) -> dict:
     if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
         raise IatrunError(f"launcher key 'cells_per_task' must be an integer >= 1 or auto, got {per_task!r}")
     out["cells_per_task"] = per_task
+    derived = out.get("timeout_min", "auto") == "auto"
+    note = _time_limit(out, cells, tuned)
     if out["cluster"] == "slurm":
-        sbatch_check(out)
-    return out
+        try:
+            sbatch_check(out)
+        except IatrunError as e:
+            if not derived:
+                raise
+            raise IatrunError(
+                f"{e}; the time limit asked for was {out['timeout_min']} min, derived from the budget:"
+                " set launcher.cells_per_task lower, or launcher.timeout_min to what the partition allows"
+            ) from None
+    return out, note
+
+
+def _time_limit(out: dict, cells: Sequence[Cell], tuned: Set[str]) -> str:
+    """Set an ``auto`` ``timeout_min`` from the estimate; the line that says what it rests on."""
+    from iatrun.sweep.timelimit import estimate
+
+    given = out.get("timeout_min", "auto")
+    if given != "auto" and (isinstance(given, bool) or not isinstance(given, int) or given < 1):
+        raise IatrunError(f"launcher key 'timeout_min' must be an integer >= 1 or auto, got {given!r}")
+    parts = chunks(cells, out["cells_per_task"])
+    est = estimate(parts, int(out.get("cpus_per_task") or 1), tuned)
+    said = f"slowest of {len(parts)} task(s) estimated at {est.minutes:.1f} min ({est.how})"
+    if out.get("timeout_min", "auto") == "auto":
+        out["timeout_min"] = est.limit
+        return f"time limit: {est.limit} min per task; {said}"
+    if int(out["timeout_min"]) < est.minutes:
+        return (
+            f"warning: launcher timeout_min {out['timeout_min']} is short: {said}; tasks will time out "
+            "and requeue, cells resume from their checkpoints, tuning and batched stacks start over"
+        )
+    return f"time limit: {out['timeout_min']} min per task (given); {said}"
 
 
 def task_slots(cfg: Mapping[str, Any]) -> int:

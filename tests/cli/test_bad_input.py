@@ -80,6 +80,10 @@ BAD = [
         ["sweep", "--grid", "quick", "--launcher", "submitit_slurm", "launcher.timout_min=5"],
         "unknown launcher key 'timout_min' for cluster 'slurm' (did you mean 'timeout_min'?)",
     ),
+    (
+        ["sweep", "--grid", "quick", "--launcher", "submitit_local", "launcher.timeout_min=-5"],
+        "launcher key 'timeout_min' must be an integer >= 1 or auto, got -5",
+    ),
     (["report", "plain"], "not a sweep folder"),
     (["report", "nowhere"], "not a sweep folder"),
     (["report", "sweepish"], "not a sweep folder"),
