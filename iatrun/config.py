@@ -184,11 +184,25 @@ def _compose_groups(group_overrides: tuple[str, ...], user_dir: str | None, name
             raise IatrunError(reg.unknown_message(value)) from None
         raise IatrunError(_one_line(e)) from None
     except HydraException as e:
+        m = re.search(r"Could not override '([^']+)'\. No match in the defaults list", str(e))
+        if m:
+            raise IatrunError(_not_a_run_group(m.group(1))) from None
         raise IatrunError(f"bad override: {_one_line(e)}") from None
     except OmegaConfBaseException as e:
         raise IatrunError(f"bad config: {_one_line(e)}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+# config folders that are not groups of a run, and where each is chosen instead
+ELSEWHERE = {"launcher": "--launcher NAME on `iatrun sweep`", "sweep": "--grid NAME on `iatrun sweep`"}
+
+
+def _not_a_run_group(group: str) -> str:
+    """The error for ``group=value`` where ``group`` is a config folder but not one of a run's groups."""
+    how = ELSEWHERE.get(group)
+    where = f"; it is chosen with {how}" if how else ""
+    return f"{group!r} is not a config group of a run (its groups: task, model, train){where}"
 
 
 def to_yaml(cfg: dict) -> str:

@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -133,4 +134,8 @@ def check_new_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise IatrunError(f"cannot write to {path}: {probe} is not a writable folder")
+    try:  # access() says yes to root everywhere; /proc, read-only mounts and quotas say no only when tried
+        os.rmdir(tempfile.mkdtemp(prefix=".iatrun-probe-", dir=probe))
+    except OSError as e:
+        raise IatrunError(f"cannot write to {path}: {probe} refuses new folders ({e.strerror})") from None
     return path

@@ -68,6 +68,9 @@ BAD = [
     (["fit", "--config-dir", "nowhere"], "is not a folder"),
     (["fit", "--method", "analytic"], "method"),
     (["fit", "--bogus-flag"], "No such option"),
+    (["fit", "--out", "/proc/nope"], "cannot write to /proc/nope: /proc refuses new folders"),
+    (["fit", "launcher=submitit_local"], "'launcher' is not a config group of a run (its groups: task,"),
+    (["fit", "budget=study"], "'budget' is not a config group of a run (its groups: task, model, train)"),
     # sweep and report
     (["sweep", "--grid", "papr"], "unknown grid 'papr'"),
     (["sweep", "--grid", "quick", "model.basis_in=nope"], "unknown basis 'nope'"),
