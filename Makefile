@@ -9,7 +9,7 @@ ARGS   ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast test-slurm run sweep paper bench gpu-check slurm-up slurm-down lint clean
+.PHONY: install test test-fast test-slurm run sweep paper bench gpu-check docs-figures slurm-up slurm-down lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/iatrun gpu-check $(ARGS)
 
+# The figures of the README and docs/, redrawn from committed results and one short run (docs/img/).
+docs-figures: $(STAMP)
+	$(BIN)/python tools/docs-figures
+
 # A single-node SLURM cluster on localhost (Debian's slurm-wlm and munge; root): tools/slurm-local.
 slurm-up:
 	tools/slurm-local up
@@ -57,8 +61,8 @@ slurm-down:
 	tools/slurm-local down
 
 lint: $(STAMP)
-	$(BIN)/ruff check iatrun tests
-	$(BIN)/ruff format --check iatrun tests
+	$(BIN)/ruff check iatrun tests tools/docs-figures
+	$(BIN)/ruff format --check iatrun tests tools/docs-figures
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -17,6 +17,11 @@ _LAZY = {
     "register_basis": "iatrun.nn.bases",
     "register_activation": "iatrun.nn.activations",
     "load_run": "iatrun.results",
+    "load_sweep": "iatrun.report.load",
+    "BASES": "iatrun.nn.bases",
+    "MODELS": "iatrun.nn.models",
+    "TASKS": "iatrun.tasks",
+    "ACTIVATIONS": "iatrun.nn.activations",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -50,11 +50,36 @@ def _minor_log_labels(values) -> FuncFormatter | NullFormatter:
     return FuncFormatter(label)
 
 
+HEADLINE = {"fitting": ("heldout_mse", "held-out MSE"), "memorization": ("train_accuracy", "accuracy")}
+
+
+def describe(cfg, metrics=None) -> str:
+    """A run in a title: model, bases and mesh ratio, size, and its headline metric when given
+    (``IAT-ReLU fourier → pwq, r = 4 · width 128, depth 3 · held-out MSE 2.41e-03``)."""
+    m = cfg.get("model", {})
+    kind = m.get("kind", "?")
+    if kind in ("iat", "decoupled"):
+        name = "IAT-ReLU" if m.get("sigma", "relu") == "relu" else f"IAT-{m.get('sigma')}"
+        exact = ", exact" if m.get("method") == "exact" or kind == "decoupled" else ""
+        name += " decoupled" if kind == "decoupled" else ""
+        model = f"{name} {m.get('basis_in')} → {m.get('basis_out')}, r = {m.get('mesh_ratio')}{exact}"
+    else:
+        model = kind
+    parts = [model, f"width {m.get('width')}, depth {m.get('depth')}"]
+    key, label = HEADLINE.get(cfg.get("task", {}).get("name"), (None, None))
+    value = (metrics or {}).get(key) if key else None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        parts.append(f"{label} {100 * value:.1f}%" if key == "train_accuracy" else f"{label} {value:.3g}")
+    elif metrics and metrics.get("status") not in (None, "ok"):
+        parts.append(str(metrics["status"]))
+    return " · ".join(parts)
+
+
 def loss_plot(curve, path: Path, title: str = "") -> None:
     """Training loss against step, log scale."""
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.14)
+    fig.subplots_adjust(left=0.16, right=0.97, top=0.86 if "\n" in title else 0.9, bottom=0.14)
     steps = [s for s, loss, _ in curve if math.isfinite(loss) and loss > 0]
     losses = [loss for _, loss, _ in curve if math.isfinite(loss) and loss > 0]
     ax.plot(steps, losses, lw=1)  # every step: a loss jump must stay visible
@@ -69,7 +94,7 @@ def loss_plot(curve, path: Path, title: str = "") -> None:
     save(fig, path, tight=False)
 
 
-def prediction_plot(model, task, path: Path) -> None:
+def prediction_plot(model, task, path: Path, title: str = "") -> None:
     """Target and model on the fine held-out grid, with the error below."""
     import torch
 
@@ -81,9 +106,11 @@ def prediction_plot(model, task, path: Path) -> None:
         pred = model(x.to(p)[:, None])[:, 0].double().cpu()
     fig = Figure(figsize=(7, 5))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.97, bottom=0.1, hspace=0.08)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.94 if title else 0.97, bottom=0.1, hspace=0.08)
     top.plot(x, y, lw=1.5, label=f"target ({task.extra['target']})")
     top.plot(x, pred, lw=1, ls="--", label="model")
+    top.set_ylabel("y")
+    top.set_title(title, fontsize=9)
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
     bottom.plot(x, pred - y, lw=1, color="C3")

@@ -113,9 +113,10 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
     write_text(folder / CURVE, curve_csv(result.curve))
     if result.config.get("artifacts", "full") != "lean":
         write_model(folder / MODEL, result.model, result.config, {"d": result.task.d, "o": result.task.o})
-        plots.loss_plot(result.curve, folder / LOSS_PLOT, title=title)
+        heading = plots.describe(result.config, result.metrics)
+        plots.loss_plot(result.curve, folder / LOSS_PLOT, title=f"{title}\n{heading}" if title else heading)
         if result.task.name == "fitting" and result.metrics["status"] == "ok":
-            plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT)
+            plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT, title=heading)
     if getattr(result, "provenance", None) is not None:  # collected where it trained (iatrun.sweep.writers)
         write_json(folder / PROVENANCE, result.provenance)
     else:
@@ -225,6 +226,11 @@ class Run:
     metrics: dict[str, Any]
     model: Any  # torch.nn.Module, in eval mode
     provenance: dict[str, Any] = field(default_factory=dict)  # {} for folders that predate it
+
+    @property
+    def curve(self):
+        """The loss curve as a DataFrame (step, loss, lr) from curve.csv; None where it is missing."""
+        return read_curve(self.path)
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:

@@ -35,6 +35,7 @@ SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam",)
 DTYPES = ("float32", "float64")
 ARTIFACTS = ("full", "lean")  # what a run folder keeps (iatrun.results)
+LOGGERS = ("csv", "tensorboard")  # how a run is logged while it trains (iatrun.live)
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -190,6 +191,7 @@ def config_schema(task: str | None, kind: str | None) -> type:
             _field("out", str | None),
             _field("results_dir", str),
             _field("artifacts", str),
+            _field("logger", str),
             _field("tf32", bool),
         ],
     )
@@ -371,6 +373,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise IatrunError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
     _choice(cfg.get("dtype"), DTYPES, "dtype")
     _choice(cfg.get("artifacts", "full"), ARTIFACTS, "artifacts")
+    _choice(cfg.get("logger", "csv"), LOGGERS, "logger")
     validate_train(cfg["train"])
     if cfg["train"].get("lr") == "auto":
         validate_tune(cfg["train"].get("tune"), (cfg.get("task") or {}).get("name"))

@@ -18,6 +18,7 @@ import torch
 
 from iatrun.checkpoint import Saver, checkpoint_path
 from iatrun.errors import IatrunError
+from iatrun.live import LiveLog, check_logger
 from iatrun.loop import Checkpoint, LossBlock, Record, Stopwatch, blocks, first_bad
 from iatrun.nn.models import model_from_config
 from iatrun.schema import validate_train
@@ -183,6 +184,7 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     prepared: tuple | None = None,
     checkpoint: str | Path | None = None,
+    live: LiveLog | None = None,
 ) -> Result:
     """Train the configured model on the configured task; no file is written but the checkpoint.
 
@@ -192,6 +194,7 @@ def train(
     back from the device between checks (:mod:`iatrun.loop`). With ``checkpoint`` (a file path,
     :mod:`iatrun.checkpoint`) the run saves its state there every few minutes and, if the file
     holds a state of this config, continues from it; the caller removes it once the run is kept.
+    ``live`` (:class:`iatrun.live.LiveLog`) gets the curve every few seconds and the metrics at the end.
     """
     task, model, device, dtype = prepared or prepare(cfg)
     t = cfg["train"]
@@ -227,6 +230,8 @@ def train(
             for _ in range(mark.step + 1, bad):
                 step()
         record.add(done, progress)
+        if live is not None:
+            live.update(record.curves[0])
         if bad is not None:
             break
         if k < steps:
@@ -236,6 +241,8 @@ def train(
     wall = spent + clock.seconds()
     model.eval()
     m = metrics(model, task, record.losses[0], record.diverged[0], wall)
+    if live is not None:
+        live.finish(record.curves[0], m)
     return Result(m, record.curves[0], model, task, dict(cfg), resumed_from=start or None)
 
 
@@ -288,6 +295,20 @@ def trial(cfg: Mapping[str, Any]) -> Score:
     return objective(result.task.name, m)
 
 
+def plan(cfg: Mapping[str, Any]) -> tuple[tuple, Path]:
+    """Every check :func:`run` makes before any work: the prepared task and model (:func:`prepare`)
+    and the run folder it would write (``cfg['out']``, or a fresh one under ``<results_dir>/runs``),
+    which is checked but not created."""
+    from iatrun.files import check_new_dir
+    from iatrun.results import new_run_dir
+    from iatrun.schema import check_selection_seeds
+
+    prepared = prepare(cfg)
+    check_selection_seeds(cfg)
+    check_logger(cfg)
+    return prepared, check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
+
+
 def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = None) -> tuple[Result, Path]:
     """Train and write a complete run folder; return the result and the folder.
 
@@ -296,19 +317,18 @@ def run(cfg: Mapping[str, Any], on_step: Callable[[int, float], None] | None = N
     ``<results_dir>/runs``) is where it goes; with ``out`` given, a checkpoint beside it lets a
     rerun of a killed run continue where it was (:mod:`iatrun.checkpoint`).
     """
-    from iatrun.files import check_new_dir, staged_dir
-    from iatrun.results import new_run_dir, save_result
-    from iatrun.schema import check_selection_seeds
+    from iatrun.files import staged_dir
+    from iatrun.results import save_result
 
-    prepared = prepare(cfg)  # every check before any work; the model does not depend on the rate
-    check_selection_seeds(cfg)
-    folder = check_new_dir(Path(cfg["out"]) if cfg.get("out") else new_run_dir(cfg))
+    prepared, folder = plan(cfg)  # every check before any work; the model does not depend on the rate
     chosen, record = resolve(cfg, trial)
     # a run into a named --out keeps a checkpoint beside it: a rerun after a kill continues
     ckpt = checkpoint_path(folder) if cfg.get("out") else None
-    result = train(chosen, on_step=on_step, prepared=prepared, checkpoint=ckpt).tuned(cfg, record)
+    live = LiveLog.for_run(cfg, folder)
+    result = train(chosen, on_step=on_step, prepared=prepared, checkpoint=ckpt, live=live).tuned(cfg, record)
     with staged_dir(folder) as stage:
         save_result(result, stage, title=folder.name)
+    live.discard()
     if ckpt is not None:
         Saver(ckpt, chosen).remove()
     return result, folder

@@ -55,6 +55,10 @@ def write_convergence(ms: list[int], errs: list[float], order: float, path: Path
     ax.loglog(ms, errs, ".", ms=3, label="‖T_M − T‖ / ‖T‖")
     ref = [errs[-1] * (ms[-1] / m) ** 2 for m in ms]  # M⁻² through the last point
     ax.loglog(ms, ref, "--", lw=1, color="gray", label="M⁻²")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # only the powers of ten: the minor labels collide
     ax.set_xlabel("mesh size M")
     ax.set_ylabel("relative error")
     ax.set_title(f"{title}: fitted order {order:.2f}", fontsize=9)

@@ -22,8 +22,21 @@ from iatrun.errors import IatrunError
 
 
 def _fail(message: str) -> None:
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    text = " ".join(str(message).split()).replace(": Value error, ", ": ")  # Typer's choice wording
+    print(f"error: {_did_you_mean(text)}", file=sys.stderr)
     sys.exit(2)
+
+
+def _did_you_mean(text: str) -> str:
+    """A choice refused by Typer ("'pwqq' is not one of 'rect', ...") with the nearest choice named."""
+    import difflib
+    import re
+
+    m = re.search(r"'([^']*)' is not one of (.+)\.$", text)
+    if not m:
+        return text
+    close = difflib.get_close_matches(m.group(1), re.findall(r"'([^']*)'", m.group(2)), n=1)
+    return f"{text[:-1]} (did you mean {close[0]!r}?)" if close else text
 
 
 class _Group(TyperGroup):
@@ -49,11 +62,27 @@ class _Group(TyperGroup):
         return rv
 
 
+def _untyped_switches() -> None:
+    """Leave the type column of ``--help`` empty for switches: Typer prints ``<bool>`` beside every
+    one (``--help`` and ``--quiet`` included), which says nothing, since a switch takes no value."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # another Typer: its own rendering stands
+        return
+
+    def display_type_rich(self, ctx):
+        return "" if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_untyped_switches()
 app = typer.Typer(
     cls=_Group,
     help="Experiments with ReLU and IAT-ReLU (Integral Activation Transform) networks.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
     pretty_exceptions_enable=False,
 )
 app.add_typer(fit.app)

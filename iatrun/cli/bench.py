@@ -6,12 +6,19 @@ from pathlib import Path
 
 import typer
 
+from iatrun.cli.choices import complete_device
+from iatrun.cli.common import examples
+
 app = typer.Typer()
 
 
-@app.command()
+@app.command(epilog=examples("iatrun bench", "iatrun bench --no-sweep --out results/bench/mine"))
 def bench(
-    device: str = typer.Option("auto", help="auto | cpu | cuda for the layer and step benchmarks."),
+    device: str = typer.Option(
+        "auto",
+        help="auto | cpu | cuda | cuda:N for the layer and step benchmarks.",
+        autocompletion=complete_device,
+    ),
     out: Path = typer.Option(None, help="Output folder.", show_default="results/bench/<stamp>"),
     sweep: bool = typer.Option(
         True, "--sweep/--no-sweep", help="Include the quick-grid throughput (slowest part)."
@@ -49,7 +56,12 @@ def bench(
     console.print(f"bench.csv: {folder / 'bench.csv'}", soft_wrap=True, highlight=False)
 
 
-@app.command("gpu-check")
+@app.command(
+    "gpu-check",
+    epilog=examples(
+        "iatrun gpu-check", "iatrun gpu-check --grid quick --seeds 0 --out results/bench/gpu-quick"
+    ),
+)
 def gpu_check(
     grid: str = typer.Option("paper", help="The grid whose stacks are timed and which runs end to end."),
     seeds: str = typer.Option("0,1,2", help="Seeds of the end-to-end run, comma-separated."),

@@ -54,11 +54,22 @@ def flag_overrides(pairs: list[tuple[str, object]], explicit: list[str]) -> list
 
     An explicit override of the same key wins over the flag (it is the more specific request).
     """
+    from iatrun.cli.choices import value
+
     explicit_keys = {o.split("=", 1)[0].lstrip("+~") for o in explicit if "=" in o}
-    out = [f"{key}={value}" for key, value in pairs if value is not None and key not in explicit_keys]
+    out = [f"{key}={value(v)}" for key, v in pairs if v is not None and key not in explicit_keys]
     return out + list(explicit)
 
 
 def interactive(quiet: bool) -> bool:
     """Animate only for a terminal, and never with --quiet."""
     return not quiet and sys.stdout.isatty()
+
+
+EXAMPLE_PREFIX = "  $ "
+
+
+def examples(*commands: str) -> str:
+    """A command's ``--help`` epilog: commands that work as pasted, in this order, from one folder
+    (``tests/cli/test_help_examples.py`` runs every one of them)."""
+    return "Examples:\n\n" + "\n\n".join(EXAMPLE_PREFIX + c for c in commands)

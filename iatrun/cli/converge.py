@@ -6,13 +6,20 @@ from pathlib import Path
 
 import typer
 
+from iatrun.cli.choices import Basis, flag, value
+from iatrun.cli.common import examples
+
 app = typer.Typer()
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "iatrun converge", "iatrun converge --basis-in fourier --basis-out pwl --r-max 64 --quiet"
+    )
+)
 def converge(
-    basis_in: str = typer.Option("pwq", help="Input basis φ (iatrun list bases)."),
-    basis_out: str = typer.Option("pwq", help="Output basis ψ."),
+    basis_in: Basis = typer.Option(Basis.pwq, help="Input basis φ (iatrun list bases)."),
+    basis_out: Basis = typer.Option(Basis.pwq, help="Output basis ψ."),
     n: int = typer.Option(16, help="Layer width n."),
     r_max: int = typer.Option(256, help="Largest mesh ratio r; M = n·r for r = 1..r_max."),
     samples: int = typer.Option(256, help="Random inputs x ~ N(0, I) the error is averaged over."),
@@ -22,7 +29,7 @@ def converge(
         help="Plot file (PNG); a CSV of every r is written beside it.",
         show_default="results/converge/<in>-<out>-n<n>.png",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the fitted order and the file written."),
+    quiet: bool = flag("--quiet", "-q", help="Only the fitted order and the file written."),
 ) -> None:
     """Measure ‖T_M(x) − T(x)‖/‖T(x)‖ against M, print the fitted order and write a log–log plot.
 
@@ -31,9 +38,10 @@ def converge(
     from iatrun.analysis.converge import convergence, write_convergence
     from iatrun.errors import IatrunError
 
-    for name, value in (("n", n), ("r-max", r_max), ("samples", samples)):
-        if value < 1:
-            raise IatrunError(f"--{name} must be an integer >= 1, got {value}")
+    basis_in, basis_out = value(basis_in), value(basis_out)
+    for name, given in (("n", n), ("r-max", r_max), ("samples", samples)):
+        if given < 1:
+            raise IatrunError(f"--{name} must be an integer >= 1, got {given}")
     ratios = range(1, r_max + 1)
     ms, errs, order = convergence(basis_in, basis_out, n=n, ratios=ratios, samples=samples, seed=seed)
     out = Path(out) if out else Path("results") / "converge" / f"{basis_in}-{basis_out}-n{n}.png"

@@ -7,9 +7,15 @@ from typing import Annotated
 
 import typer
 
+from iatrun.cli.choices import Basis, value
+from iatrun.cli.common import examples
 from iatrun.errors import IatrunError
 
-app = typer.Typer(help="Pictures of the IAT: its bases and how patterns move.", no_args_is_help=True)
+app = typer.Typer(
+    help="Pictures of the IAT: its bases and how patterns move.",
+    no_args_is_help=True,
+    epilog=examples("iatrun plot bases", "iatrun plot pattern --basis-in fourier"),
+)
 
 FIGURES = Path("results") / "figures"
 OUT_HELP = "A .png file, or a folder for the default file name."
@@ -48,7 +54,10 @@ def _write(draw, path: Path) -> None:
     print(path)
 
 
-@app.command("bases")
+@app.command(
+    "bases",
+    epilog=examples("iatrun plot bases", "iatrun plot bases --n 4 --out results/figures/bases-n4.png"),
+)
 def bases(
     n: Annotated[int, typer.Option("--n", help="Number of functions per basis.")] = 8,
     out: Annotated[Path, typer.Option(help=OUT_HELP, show_default="results/figures/bases-n<N>.png")] = None,
@@ -61,9 +70,14 @@ def bases(
     _write(lambda: plots.bases_plot(n, path), path)
 
 
-@app.command("pattern")
+@app.command(
+    "pattern",
+    epilog=examples(
+        "iatrun plot pattern --basis-in fourier", "iatrun plot pattern --basis-in pwl --n 16 --seed 3"
+    ),
+)
 def pattern(
-    basis_in: Annotated[str, typer.Option("--basis-in", help="Input basis φ (iatrun list bases).")],
+    basis_in: Annotated[Basis, typer.Option("--basis-in", help="Input basis φ (iatrun list bases).")],
     n: Annotated[int, typer.Option("--n", help="Number of basis functions.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the line's two end points x_0, x_1 ~ N(0, I).")] = 0,
     curves: Annotated[int, typer.Option(help="State functions drawn along the line.")] = 7,
@@ -73,6 +87,7 @@ def pattern(
     from iatrun import plots
     from iatrun.nn.bases import check_basis
 
+    basis_in = value(basis_in)
     check_basis(basis_in)
     _positive(n, "--n")
     _positive(curves, "--curves")

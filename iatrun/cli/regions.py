@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from iatrun.cli.common import examples
 from iatrun.errors import IatrunError
 
 app = typer.Typer()
@@ -43,7 +44,12 @@ RUN_HELP = "A run folder (iatrun fit, iatrun construct)."
 JSON_HELP = "Print one JSON object instead of a table."
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "iatrun regions results/runs/tent",
+        "iatrun regions results/runs/tent --from -0.5 --to 0.5 --json",
+    )
+)
 def regions(
     run_dir: Annotated[Path, typer.Argument(help=RUN_HELP, show_default=False)],
     start: Annotated[
@@ -82,7 +88,12 @@ def regions(
         console.print(f"wrote {f}", soft_wrap=True, markup=False, highlight=False)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        'iatrun construct --points "-1,0 0,1 1,0" --out results/runs/tent',
+        'iatrun construct --points "0,0 0.5,1 1,0.5 2,2" --json',
+    )
+)
 def construct(
     points: Annotated[
         str, typer.Option("--points", help='Points "x0,y0 x1,y1 ..." with increasing x.', show_default=False)

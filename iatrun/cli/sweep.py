@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import typer
 
-from iatrun.cli.common import interactive
+from iatrun.cli.choices import Engine, complete_device, complete_grid, complete_launcher, flag, value
+from iatrun.cli.common import examples, interactive
 from iatrun.sweep.launch import launcher_names
 
 app = typer.Typer()
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "iatrun sweep --grid quick --jobs 2",
+        "iatrun sweep --grid paper --dry-run",
+        "iatrun sweep --grid quick seed=0,1 --out results/sweeps/mine",
+    )
+)
 def sweep(
     overrides: list[str] = typer.Argument(
         None,
@@ -22,7 +30,9 @@ def sweep(
         help="Hydra overrides, sweep syntax included (model.basis_in=fourier,pwq seed=0,1); "
         "launcher.KEY=VALUE sets a launcher option.",
     ),
-    grid: str = typer.Option("quick", help="Named grid in conf/sweep/ (quick, paper, mesh, ...)."),
+    grid: str = typer.Option(
+        "quick", help="Named grid in conf/sweep/ (iatrun list grids).", autocompletion=complete_grid
+    ),
     where: list[str] = typer.Option(
         None,
         help="Run only the grid's cells whose config has KEY=VALUE[,VALUE...] (repeatable; task=, model= "
@@ -35,8 +45,8 @@ def sweep(
         show_default="results/sweeps/<grid>-<stamp>",
     ),
     jobs: int = typer.Option(1, min=1, help="Local worker processes (threads per worker = cores / jobs)."),
-    engine: str = typer.Option(
-        "auto", help="batched (stack cells of one shape) | serial | auto (batched where it is faster)."
+    engine: Engine = typer.Option(
+        Engine.auto, help="batched (stack cells of one shape), serial, or auto (batched where it is faster)."
     ),
     stack_size: int = typer.Option(
         None, min=1, help="Most cells per batched stack.", show_default="activations under 1 GiB"
@@ -44,34 +54,59 @@ def sweep(
     launcher: str = typer.Option(
         "none",
         help=f"none | {' | '.join(launcher_names())} (conf/launcher/) or one in --config-dir/launcher/.",
+        autocompletion=complete_launcher,
     ),
-    force: bool = typer.Option(False, "--force", help="Rerun every cell, finished ones included."),
-    device: str = typer.Option(None, help="auto | cpu | cuda for every cell.", show_default="from config"),
+    force: bool = flag("--force", help="Rerun every cell, finished ones included."),
+    device: str = typer.Option(
+        None,
+        help="auto | cpu | cuda | cuda:N for every cell.",
+        show_default="from config",
+        autocompletion=complete_device,
+    ),
     config_dir: Path = typer.Option(
         None, help="A folder of your own configs (grids in its sweep/).", show_default=False
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress display."),
-    detach: bool = typer.Option(
-        False,
+    quiet: bool = flag("--quiet", "-q", help="No live progress display."),
+    detach: bool = flag(
         "--detach",
         help="With --launcher: return once the jobs are submitted (iatrun status DIR follows them; "
         "rerun the command to submit what is missing, iatrun report DIR when all is done).",
     ),
+    dry_run: bool = flag(
+        "--dry-run",
+        help="Check everything and print the cells, how the engine or launcher would cut them and a time "
+        "estimate from a few timed steps per setting; train, submit and write nothing.",
+    ),
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
     from iatrun import provenance
-    from iatrun.errors import IatrunError
-    from iatrun.sweep import cells, launch, run
+    from iatrun.sweep import cells, launch
     from iatrun.sweep import grid as grids
 
-    overrides = list(overrides or [])
-    launch_over = {}
-    for o in [o for o in overrides if o.startswith("launcher.")]:
-        k, eq, v = o.partition("=")
-        if not eq or not k.split(".", 1)[1]:
-            raise IatrunError(f"launcher override {o!r} needs the form launcher.KEY=VALUE")
-        launch_over[k.split(".", 1)[1]] = _yaml_value(v)
-        overrides.remove(o)
+    overrides, launch_over = _launcher_overrides(list(overrides or []))
+    engine = value(engine)
+    _check_flags(launcher, jobs, engine, detach, launch_over, config_dir)
+    launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
+    spec = grids.load_grid(grid, config_dir)
+    cell_overrides = overrides + ([f"device={device}"] if device else [])
+    all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where or [])
+    results_dir = all_cells[0].config.get("results_dir") or "results"
+    folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
+    change = cells.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
+    if change:
+        print(change, file=sys.stderr)
+    if dry_run:
+        return _dry_run(folder, grid, all_cells, force, (jobs, launch_cfg, engine, stack_size))
+    with provenance.command(cell_overrides):  # every cell's provenance.json records them
+        how = (jobs, launch_cfg, quiet, engine, stack_size, detach)
+        _sweep_into(folder, spec, cell_overrides, all_cells, force, how)
+
+
+def _check_flags(launcher, jobs, engine, detach, launch_over, config_dir) -> None:
+    """Refuse flags that do not go together, and an unknown launcher or engine."""
+    from iatrun.errors import IatrunError
+    from iatrun.sweep import launch, run
+
     if launcher != "none":
         launch.launcher_path(launcher, config_dir)  # an unknown launcher name: refused here
     if launcher != "none" and jobs > 1:
@@ -82,18 +117,38 @@ def sweep(
         raise IatrunError("--detach needs --launcher (the jobs then run without this process)")
     if launch_over and launcher == "none":
         raise IatrunError("launcher.* overrides need --launcher (e.g. submitit_local or submitit_slurm)")
-    launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
-    spec = grids.load_grid(grid, config_dir)
-    cell_overrides = overrides + ([f"device={device}"] if device else [])
-    all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where or [])
-    results_dir = all_cells[0].config.get("results_dir") or "results"
-    folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
-    change = cells.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
-    if change:
-        print(change, file=sys.stderr)
-    with provenance.command(cell_overrides):  # every cell's provenance.json records them
-        how = (jobs, launch_cfg, quiet, engine, stack_size, detach)
-        _sweep_into(folder, spec, cell_overrides, all_cells, force, how)
+
+
+def _launcher_overrides(overrides: list[str]) -> tuple[list[str], dict]:
+    """The cell overrides, and the ``launcher.KEY=VALUE`` ones as a mapping (values read as YAML)."""
+    from iatrun.errors import IatrunError
+
+    launch_over = {}
+    for o in [o for o in overrides if o.startswith("launcher.")]:
+        k, eq, v = o.partition("=")
+        if not eq or not k.split(".", 1)[1]:
+            raise IatrunError(f"launcher override {o!r} needs the form launcher.KEY=VALUE")
+        launch_over[k.split(".", 1)[1]] = _yaml_value(v)
+        overrides.remove(o)
+    return overrides, launch_over
+
+
+def _dry_run(folder: Path, grid: str, all_cells, force: bool, how) -> None:
+    """Print what the sweep would do (:mod:`iatrun.sweep.preview`); write nothing."""
+    from iatrun.sweep import cells
+    from iatrun.sweep.preview import describe
+
+    jobs, launch_cfg, engine, stack_size = how
+    cells.check_sweep_out(folder)
+    pending = [c for c in all_cells if force or cells.cell_state(folder, c)[0] != "done"]
+    work = {"engine": engine, "jobs": min(jobs, os.cpu_count() or 1), "stack_size": stack_size}
+    if launch_cfg is not None and pending:
+        from iatrun.sweep.launch import resolve_launcher
+
+        tuned = {p.stem for p in cells.tune_dir(folder).glob("*.json")}
+        work["launcher"], work["limit"] = resolve_launcher(launch_cfg, pending, tuned)
+    for line in describe(grid, folder, all_cells, pending, work):
+        print(line)
 
 
 def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
@@ -219,7 +274,9 @@ def _launch(folder, pending, jobs, launch_cfg, hooks, engine):
     )
 
 
-def _report(folder: Path, console) -> None:
+def _report(folder: Path, console, mode: str = "full") -> None:
+    """Build the report; print its summary (``full``), only the path of report.md (``quiet``) or
+    one JSON object (``json``: cell counts, each verdict with its effect and interval, the files)."""
     from rich.table import Table
 
     from iatrun.report.build import build
@@ -227,6 +284,10 @@ def _report(folder: Path, console) -> None:
 
     summary = build(folder)
     df = summary["cells"]
+    if mode == "quiet":
+        return print(summary["report"])
+    if mode == "json":
+        return print(json.dumps(_report_json(summary), indent=2, default=str))
     ok = df[(df["state"] == "done") & (df["status"] == "ok")]
     t = Table("task", "best cells", "metric", title="best cells")
     for task, (metric, higher) in MAIN.items():
@@ -247,10 +308,40 @@ def _report(folder: Path, console) -> None:
     console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
 
 
-@app.command()
+def _report_json(summary: dict) -> dict:
+    df = summary["cells"]
+    done = df[(df["state"] == "done") & (df["status"] == "ok")]
+
+    def number(v):
+        return None if v != v else v  # NaN → null
+
+    verdicts = [
+        {
+            "claim": v.claim,
+            "verdict": v.verdict,
+            "effect": number(v.effect),
+            "ci_low": number(v.ci_low),
+            "ci_high": number(v.ci_high),
+            "unit": v.unit,
+            "seeds": v.n,
+        }
+        for v in summary["verdicts"]
+    ]
+    return {
+        "cells": len(df),
+        "ok": len(done),
+        "not_ok": len(df) - len(done),
+        "verdicts": verdicts,
+        "report": summary["report"],
+        "study": summary["study"],
+    }
+
+
+@app.command(epilog=examples("iatrun report results/sweeps/mine", "iatrun report results/sweeps/mine --json"))
 def report(
     folder: Path = typer.Argument(..., help="A sweep folder (made by iatrun sweep)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the path of report.md."),
+    quiet: bool = flag("--quiet", "-q", help="Only the path of report.md."),
+    as_json: bool = flag("--json", help="One JSON object: cell counts, the verdicts, the files written."),
 ) -> None:
     """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells.
 
@@ -261,13 +352,13 @@ def report(
     from iatrun.sweep.cells import check_sweep_dir
 
     check_sweep_dir(folder)
-    _report(folder, Console(quiet=False))
+    _report(folder, Console(quiet=False), "json" if as_json else "quiet" if quiet else "full")
 
 
-@app.command()
+@app.command(epilog=examples("iatrun status results/sweeps/mine", "iatrun status results/sweeps/mine --all"))
 def status(
     folder: Path = typer.Argument(..., help="A sweep folder.", show_default=False),
-    all_cells: bool = typer.Option(False, "--all", help="List every cell, finished ones included."),
+    all_cells: bool = flag("--all", help="List every cell, finished ones included."),
 ) -> None:
     """Where a sweep stands: each cell done, failed, running, queued (with its SLURM job) or to run."""
     from rich.console import Console

@@ -121,6 +121,14 @@ class _IATReLU(torch.autograd.Function):
         return grad_z @ phi_t.T, None, None
 
 
+def _autocast(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (it casts the matmuls' inputs itself)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch before 2.4 takes no device type
+        return torch.is_autocast_enabled()
+
+
 def _banded(matrix: torch.Tensor) -> bool:
     """Whether every row of a mesh matrix (M, n) has at most BAND_WIDTH non-zeros."""
     return bool(((matrix != 0).sum(1) <= BAND_WIDTH).all())
@@ -143,6 +151,13 @@ class IAT(nn.Module):
             ``"auto"``: banded on CPU where it measured faster (``BANDED_FROM``), dense
             otherwise. The kernels agree to rounding; the choice
             changes speed only.
+        device / dtype: where and in which floating type the mesh tables Φᵀ and Ψ live, like
+            torch's own layers (default: the CPU and ``torch.get_default_dtype()``).
+
+    Φᵀ and Ψ are buffers that are not part of the state dict: they follow from the options and are
+    rebuilt with the layer, so a saved model holds only its parameters, loads into a layer of
+    another mesh ratio, and never carries tables of an older version of the bases. State dicts
+    written while they were saved still load (the tables in them are ignored).
     """
 
     def __init__(
@@ -154,6 +169,8 @@ class IAT(nn.Module):
         sigma: str = "relu",
         method: str = "mesh",
         kernel: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         check_width(n)
@@ -163,12 +180,12 @@ class IAT(nn.Module):
         self.kernel = kernel
         self.n, self.mesh_ratio, self.m = n, mesh_ratio, n * mesh_ratio
         self.basis_in, self.basis_out, self.sigma, self.method = basis_in, basis_out, sigma, method
-        dtype = torch.get_default_dtype()
+        dtype = dtype or torch.get_default_dtype()
         phi = bases.input_matrix(basis_in, n, self.m)  # (M, n), float64
         psi = bases.output_matrix(basis_out, n, self.m) * (2.0 / self.m)  # (M, n), quadrature weight in
         # Stored transposed/pre-weighted so forward is two plain matmuls: (B,n)@(n,M), (B,M)@(M,n).
-        self.register_buffer("phi_t", phi.T.contiguous().to(dtype))
-        self.register_buffer("psi", psi.contiguous().to(dtype))
+        self.register_buffer("phi_t", phi.T.contiguous().to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("psi", psi.contiguous().to(device=device, dtype=dtype), persistent=False)
         self.banded_sides = (_banded(phi), _banded(psi))  # (Φ, Ψ)
         if kernel == "banded" and not any(self.banded_sides):
             raise IatrunError(
@@ -177,6 +194,14 @@ class IAT(nn.Module):
         self._ops_cache: tuple = (None, None)
         if method == "exact":
             self.exact = ExactIAT(n, basis_in, basis_out)
+            if device is not None:
+                self.exact.to(device=device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # state dicts saved while the tables were persistent hold them: rebuilt here, never read
+        for name in ("phi_t", "psi"):
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __getstate__(self) -> dict:
         """Pickled (``torch.save``, ``copy.deepcopy``, worker processes) without the banded kernel's
@@ -195,6 +220,13 @@ class IAT(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.n:
             raise IatrunError(f"IAT expects inputs of shape (..., {self.n}), got {tuple(x.shape)}")
+        if x.dtype != self.phi_t.dtype and not _autocast(x.device.type):
+            want = str(self.phi_t.dtype).removeprefix("torch.")
+            got = str(x.dtype).removeprefix("torch.")
+            raise IatrunError(
+                f"IAT holds {want} tables but got a {got} input: convert the input (x.to(torch.{want})) "
+                f"or the layer (layer.to(torch.{got}))"
+            )
 
     def state(self, x: torch.Tensor) -> torch.Tensor:
         """s_x on the mesh, Φx: shape (..., M)."""

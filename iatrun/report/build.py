@@ -146,7 +146,9 @@ def _figures(
             figures.append(path)
     if not mesh.empty:
         path = fig_dir / f"mesh{suffix}.png"
-        sweep_plots.mesh(mesh, path)
+        ok = df[(df["state"] == "done") & (df["status"] == "ok") & (df["model"] == "relu")]
+        relu = {t: ok[ok["task"] == t][MAIN[t][0]].mean() for t in MAIN if (ok["task"] == t).any()}
+        sweep_plots.mesh(mesh, path, relu)
         figures.append(path)
     return figures
 

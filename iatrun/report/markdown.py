@@ -125,7 +125,7 @@ def why_md(df: pd.DataFrame, verdicts: list[Verdict]) -> list[str]:
         "",
         f"Verdicts: a paired t test over seeds; **holds** / **fails** only when the {LEVEL:.0%} "
         "confidence interval of the per-seed effect excludes zero on one side, **inconclusive** when "
-        "it straddles zero (see README, Sweeps).",
+        "it straddles zero (see docs/sweeps.md).",
     ]
     if found:
         lines += ["", "**Why verdicts are missing:**", ""]

@@ -171,20 +171,24 @@ def clear_cell(sweep_dir: str | Path, cell: Cell) -> dict:
 def execute_cell(sweep_dir: str | Path, cell: Cell) -> dict:
     """Train one claimed cell with the serial engine (:func:`iatrun.train.train`) and finish it."""
     from iatrun.checkpoint import checkpoint_path
+    from iatrun.live import LiveLog
     from iatrun.train import train, trial
     from iatrun.tune import resolve
 
     cfg = clear_cell(sweep_dir, cell)  # the checkpoint beside the folder survives: a requeue resumes
-    ckpt = checkpoint_path(cell_dir(sweep_dir, cell.key))
+    folder = cell_dir(sweep_dir, cell.key)
+    ckpt = checkpoint_path(folder)
     start = time.time()
     try:
         chosen, record = resolve(cfg, trial, tune_dir(sweep_dir))
-        result = train(chosen, checkpoint=ckpt).tuned(cfg, record)
+        live = LiveLog.for_run(cfg, folder, events_root=Path(sweep_dir), name=cell.key)
+        result = train(chosen, checkpoint=ckpt, live=live).tuned(cfg, record)
     except Exception as e:  # a crashing cell is recorded; the sweep goes on
         return fail_cell(sweep_dir, cell, e)
     row = finish_cell(sweep_dir, cell, result, time.time() - start)
     if row["state"] == "done":
         ckpt.unlink(missing_ok=True)
+        live.discard()
     return row
 
 
@@ -277,6 +281,20 @@ def _provenance(grid: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, 
     return entry
 
 
+def check_sweep_out(path: str | Path) -> Path:
+    """Refuse a sweep folder that is a file, holds something other than a sweep, or cannot be made."""
+    from iatrun.files import check_new_dir
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise IatrunError(f"--out {path} exists and is not a folder")
+    # hidden files are ignored: a concurrent sweep may be writing sweep.yaml's temporary file
+    visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+    if visible and not (path / SPEC).is_file():
+        raise IatrunError(f"--out {path} is not empty and is not a sweep folder")
+    return path if path.exists() else check_new_dir(path)  # its parent takes new folders
+
+
 def prepare_sweep_dir(
     path: str | Path, grid: Mapping[str, Any], overrides: Sequence[str], cells: Iterable[Cell]
 ) -> Path:
@@ -285,13 +303,7 @@ def prepare_sweep_dir(
     ``provenance:`` records the first run that made the folder; every later run into it (a resume)
     is appended to its ``resumed:`` list. The rest of sweep.yaml is this run's grid and cells.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise IatrunError(f"--out {path} exists and is not a folder")
-    # hidden files are ignored: a concurrent sweep may be writing sweep.yaml's temporary file
-    visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-    if visible and not (path / SPEC).is_file():
-        raise IatrunError(f"--out {path} is not empty and is not a sweep folder")
+    path = check_sweep_out(path)
     spec = {
         "grid": grid["name"],
         "description": grid.get("description", ""),
@@ -385,8 +397,3 @@ def check_sweep_dir(path: str | Path) -> dict[str, Any]:
     if not (Path(path) / "cells").is_dir():
         raise IatrunError(f"{path} is not a sweep folder (no cells/ folder)")
     return spec
-
-
-def load_sweep_cells(path: str | Path) -> list[str]:
-    """The cell keys a sweep folder was made for (from its sweep.yaml)."""
-    return list(read_spec(path)["cells"])

@@ -39,13 +39,16 @@ class Cell:
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """A digest of everything that determines a cell's result: not where it is written, nor how
-    much of it is kept (``artifacts``), nor the ``train.tune`` block of a cell whose rate is fixed.
+    much of it is kept (``artifacts``) or how it is logged (``logger``), nor the ``train.tune`` block
+    of a cell whose rate is fixed.
     The device enters as its kind only when that is not the CPU (``auto`` as it resolves here), so
     cells trained on a GPU and on the CPU never pass for one another, and CPU hashes are unchanged."""
     from iatrun.train import resolve_device
 
     keep = {
-        k: v for k, v in digest_view(cfg).items() if k not in ("out", "results_dir", "device", "artifacts")
+        k: v
+        for k, v in digest_view(cfg).items()
+        if k not in ("out", "results_dir", "device", "artifacts", "logger")
     }
     kind = resolve_device(str(cfg.get("device", "auto"))).type
     if kind != "cpu":
@@ -71,20 +74,24 @@ def list_grids(user_dir: str | Path | None = None) -> list[str]:
     return sorted(names)
 
 
+def grid_path(name: str, user_dir: str | Path | None = None) -> Path | None:
+    """The file of grid ``name`` (a user's ``--config-dir`` first), or None."""
+    return next((d / f"{name}.yaml" for d in grid_dirs(user_dir) if (d / f"{name}.yaml").is_file()), None)
+
+
 def load_grid(name: str, user_dir: str | Path | None = None) -> dict:
     """Read ``conf/sweep/<name>.yaml`` (a user's ``--config-dir`` is searched first)."""
-    for d in grid_dirs(user_dir):
-        path = d / f"{name}.yaml"
-        if path.is_file():
-            try:
-                grid = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise IatrunError(f"grid file {path} is not valid YAML: {' '.join(str(e).split())}") from None
-            bad = sorted(set(grid) - {"description", "seeds", "overrides", "blocks"})
-            if bad or not isinstance(grid.get("blocks"), list):
-                raise IatrunError(f"grid {name!r}: needs a 'blocks' list; unknown keys: {bad}")
-            grid["name"] = name
-            return grid
+    path = grid_path(name, user_dir)
+    if path is not None:
+        try:
+            grid = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise IatrunError(f"grid file {path} is not valid YAML: {' '.join(str(e).split())}") from None
+        bad = sorted(set(grid) - {"description", "seeds", "overrides", "blocks"})
+        if bad or not isinstance(grid.get("blocks"), list):
+            raise IatrunError(f"grid {name!r}: needs a 'blocks' list; unknown keys: {bad}")
+        grid["name"] = name
+        return grid
     from iatrun.registry import Registry
 
     known: Registry[None] = Registry("grid")

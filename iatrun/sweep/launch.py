@@ -23,7 +23,7 @@ from iatrun.sweep.status import queue_states, record_jobs
 
 class CellsJob:
     """A chunk of cells as one submitit job (an array task); on pre-emption or timeout it requeues
-    itself with the same chunk (see README).
+    itself with the same chunk (see docs/sweeps.md).
 
     The task runs its cells with ``engine`` (stacks with ``batched``): a requeued task skips the
     cells it finished, and a cell's lock and done marker keep it from ever being counted twice.

@@ -212,6 +212,7 @@ def run_stack(sweep_dir: str | Path, cells: Sequence[Cell], writers: Writers | N
     finished by now; the others come from ``writers.collect``.
     """
     from iatrun.batched import train_stack
+    from iatrun.live import write_events
 
     todo, rows, locks = claim_all(sweep_dir, cells)
     handed = False
@@ -228,6 +229,8 @@ def run_stack(sweep_dir: str | Path, cells: Sequence[Cell], writers: Writers | N
         except Exception:  # rerun cell by cell: a crash is then recorded as the serial engine records it
             return rows + [execute_cell(sweep_dir, c) for c in todo]
         results = [r.tuned(c, rec) for r, c, (_, rec) in zip(results, cfgs, chosen)]
+        for c, r in zip(todo, results):  # a stack has no live log: its events, if asked for, now
+            write_events(r.config, Path(sweep_dir), c.key, r.curve, r.metrics)
         share = (time.time() - start) / len(todo)
         writers = writers or Writers(0)
         for c, r in zip(todo, results):

@@ -8,8 +8,9 @@ task's thread count (:func:`probe`), so the fixed cost of a cell (data, model, e
 measured too. A cell for a GPU that this machine lacks is measured on its CPU, which overstates a
 GPU's time.
 
-Settings are probed within :data:`PROBE_BUDGET_S`; those left over take the slowest step and set-up
-measured for their task. The limit is :data:`MARGIN` times the slowest task's estimate plus
+Settings are probed within :data:`PROBE_BUDGET_S`, those with the longest budget first; those left
+over take the mean step and set-up measured for their task (an estimate, not a bound: the
+:data:`MARGIN` covers the spread). The limit is :data:`MARGIN` times the slowest task's estimate plus
 :data:`STARTUP_MIN`, at least :data:`FLOOR_MIN` minutes.
 """
 
@@ -84,11 +85,12 @@ def tune_plan(cfg: Mapping[str, Any]) -> tuple[int, int]:
     return steps * len(t["seeds"]), trials * len(t["seeds"])
 
 
-def probe(cfg: Mapping[str, Any], threads: int) -> Cost:
+def probe(cfg: Mapping[str, Any], threads: int, warm: bool = False) -> Cost:
     """Train ``cfg`` briefly at a short and at a longer length with ``threads`` torch threads (on the
     CPU when its GPU is not on this machine) and split the time into a fixed part and a step's part.
     The longer length doubles until it takes :data:`PROBE_SPREAD_S` more than the short one, so the
-    step's part stands above the timing noise."""
+    step's part stands above the timing noise. ``warm``: train one untimed step first, so that the
+    process's one-time costs (imports, first allocations) are not counted as the cell's."""
     import torch
 
     from iatrun.train import train
@@ -107,6 +109,8 @@ def probe(cfg: Mapping[str, Any], threads: int) -> Cost:
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
+        if warm:
+            seconds(1)
         short = seconds(PROBE_SHORT)
         n = 4 * PROBE_SHORT
         while True:
@@ -122,7 +126,7 @@ def probe(cfg: Mapping[str, Any], threads: int) -> Cost:
 
 def costs(cells: Sequence[Cell], threads: int, budget_s: float = PROBE_BUDGET_S) -> dict[str, Cost]:
     """A :class:`Cost` for every setting of ``cells``: probed, longest budget first, within
-    ``budget_s``; the rest take the slowest cost measured for their task."""
+    ``budget_s``; the rest take the mean cost measured for their task."""
     first: dict[str, Mapping[str, Any]] = {}
     for cell in sorted(cells, key=lambda c: -int(c.config["train"]["steps"])):
         first.setdefault(cost_key(cell.config), cell.config)
@@ -131,19 +135,20 @@ def costs(cells: Sequence[Cell], threads: int, budget_s: float = PROBE_BUDGET_S)
     for key, cfg in first.items():
         if out and time.perf_counter() - start > budget_s:  # at least one setting is timed
             break
-        out[key] = probe(cfg, threads)
-    worst: dict[str, Cost] = {}
+        out[key] = probe(cfg, threads, warm=not out)
+
+    def mean(found: list[Cost]) -> Cost:
+        n = max(1, len(found))
+        return Cost(sum(c.fixed_s for c in found) / n, sum(c.step_s for c in found) / n, False)
+
+    by_task: dict[str, list[Cost]] = {}
     for key, cost in out.items():
-        task = first[key]["task"]["name"]
-        w = worst.get(task, Cost(0.0, 0.0, False))
-        worst[task] = Cost(max(w.fixed_s, cost.fixed_s), max(w.step_s, cost.step_s), False)
-    fallback = Cost(
-        max((c.fixed_s for c in out.values()), default=0.0),
-        max((c.step_s for c in out.values()), default=0.0),
-        False,
-    )
+        by_task.setdefault(first[key]["task"]["name"], []).append(cost)
+    fallback = mean(list(out.values()))
     for key, cfg in first.items():
-        out.setdefault(key, worst.get(cfg["task"]["name"], fallback))
+        out.setdefault(
+            key, mean(by_task[cfg["task"]["name"]]) if cfg["task"]["name"] in by_task else fallback
+        )
     return out
 
 
@@ -178,3 +183,8 @@ def estimate(
     probed = sum(c.measured for c in cost.values())
     how = f"{probed} of {len(cost)} settings timed here at {threads} thread(s)"
     return Estimate(minutes=minutes, limit=limit, how=how)
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: seconds under 90 s, else minutes."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

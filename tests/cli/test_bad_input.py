@@ -33,7 +33,7 @@ def world(tmp_path, monkeypatch):
 
 BAD = [
     # fit
-    (["fit", "--basis-in", "nope"], "unknown basis 'nope'"),
+    (["fit", "--basis-in", "nope"], "'nope' is not one of 'rect', 'pwl', 'pwq', 'fourier'"),
     (["fit", "--basis-out", "pwqq"], "did you mean 'pwq'"),
     (["fit", "--task", "classify"], "unknown task 'classify'"),
     (["fit", "--model", "mlp"], "unknown model 'mlp'"),
@@ -45,7 +45,7 @@ BAD = [
     (["fit", "--lr", "abc"], "train.lr must be a positive number or 'auto', got 'abc'"),
     (["fit", "--lr", "-0.1"], "train.lr must be a positive number"),
     (["fit", "--device", "tpu"], "unknown device 'tpu'"),
-    (["fit", "--dtype", "int8"], "unknown dtype 'int8'"),
+    (["fit", "--dtype", "int8"], "'int8' is not one of 'float32', 'float64'"),
     (["fit", "train.nope=3"], "unknown config key 'train.nope'"),
     (["fit", "seed=abc"], "seed must be an integer, got 'abc'"),
     (["fit", "+foo=1"], "cannot add 'foo'"),
@@ -98,9 +98,9 @@ BAD = [
     (["construct", "--points", "0,0"], "at least two points"),
     (["construct", "--points", "0,0 1"], "point"),
     (["construct", "--points", "0,0 1,1", "--out", "plain"], "not empty"),
-    (["plot", "pattern", "--basis-in", "sine"], "unknown basis 'sine'"),
+    (["plot", "pattern", "--basis-in", "sine"], "'sine' is not one of 'rect'"),
     (["plot", "bases", "--n", "0"], ">= 1"),
-    (["converge", "--basis-in", "rect-ww"], "unknown basis"),
+    (["converge", "--basis-in", "rect-ww"], "(did you mean 'rect-w'?)"),
     (["list", "colours"], "No such command"),
     (["launch"], "No such command"),
 ]

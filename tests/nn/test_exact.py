@@ -154,7 +154,7 @@ def test_iat_method_argument():
     assert torch.allclose(layer(x), layer.exact(x))
     assert "method='exact'" in repr(layer)
     assert torch.allclose(layer.activation_matrix(x[0]), layer.exact.activation_matrix(x[0]))
-    assert set(layer.state_dict()) == {"phi_t", "psi"}  # exact tables are not persistent
+    assert set(layer.state_dict()) == set()  # no table is persistent: they follow from the options
     with pytest.raises(IatrunError, match=r"unknown IAT method 'analytic' \(known: mesh, exact\)"):
         IAT(4, method="analytic")
     with pytest.raises(IatrunError, match="method 'exact' needs sigma 'relu', got 'tanh'"):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from iatrun.errors import IatrunError
 from iatrun.nn import bases
 from iatrun.nn.iat import IAT
 
@@ -116,6 +117,48 @@ def test_buffers_follow_dtype_and_have_no_grad():
     assert layer.phi_t.dtype == torch.float64 and not layer.phi_t.requires_grad
     assert list(layer.parameters()) == []
     assert {k for k, _ in layer.named_buffers()} == {"phi_t", "psi"}
+
+
+def test_device_and_dtype_arguments_like_torch_layers(device):
+    layer = IAT(4, "pwl", "pwq", 2, device=device, dtype=torch.float64)
+    assert layer.phi_t.device.type == device.type and layer.phi_t.dtype == torch.float64
+    assert layer.psi.device.type == device.type and layer.psi.dtype == torch.float64
+    # built in float64 directly: the tables are the float64 matrices, not float32 ones cast up
+    assert torch.equal(layer.psi.cpu(), bases.output_matrix("pwq", 4, 8) * (2.0 / 8))
+    assert torch.equal(layer.phi_t.cpu(), bases.input_matrix("pwl", 4, 8).T)
+    ref = IAT(4, "pwl", "pwq", 2).double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.allclose(layer(x.to(device)).cpu(), ref(x), rtol=1e-6)
+
+
+def test_an_input_of_another_dtype_is_one_clear_error():
+    layer = IAT(4, "fourier", "pwq", 2, dtype=torch.float64)
+    with pytest.raises(IatrunError) as e:
+        layer(torch.randn(2, 4))
+    assert str(e.value) == (
+        "IAT holds float64 tables but got a float32 input: convert the input (x.to(torch.float64)) "
+        "or the layer (layer.to(torch.float32))"
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the matmuls' inputs itself
+        assert layer.float()(torch.randn(2, 4, dtype=torch.bfloat16)).shape == (2, 4)
+
+
+def test_the_tables_are_not_saved_and_old_state_dicts_still_load():
+    from iatrun.nn.models import build_model
+
+    model = build_model("iat", 1, 8, 2, 1, seed=0)
+    assert not any(k.endswith(("phi_t", "psi")) for k in model.state_dict())
+    state = model.state_dict()
+    # a state dict saved when the tables were persistent: its (even stale) tables are ignored
+    old = {**state, "acts.0.phi_t": torch.zeros(8, 32), "acts.0.psi": torch.zeros(32, 8)}
+    fresh = build_model("iat", 1, 8, 2, 1, seed=1)
+    fresh.load_state_dict(old)
+    x = torch.linspace(-1, 1, 7)[:, None]
+    assert torch.equal(fresh(x), model(x))
+    # the parameters do not depend on the mesh, so they load into another mesh ratio
+    finer = build_model("iat", 1, 8, 2, 1, seed=1, mesh_ratio=16)
+    finer.load_state_dict(state)
+    assert finer.acts[0].psi.shape == (128, 8)
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ def test_a_resume_appends_to_the_provenance_block(swept, tmp_path):
     assert all("resumed" not in r for r in block["resumed"])
     assert spec["overrides"] == ["train.lr=0.01"]  # the rest of sweep.yaml is the latest run's
     assert spec["cells"] == {c.key: c.config_hash for c in all_cells}
-    assert cells.load_sweep_cells(copy) == [c.key for c in all_cells]
+    assert list(cells.read_spec(copy)["cells"]) == [c.key for c in all_cells]
 
 
 def test_grid_change_warns_only_for_another_grid_or_other_overrides(swept, tmp_path):
