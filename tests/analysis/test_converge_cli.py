@@ -40,7 +40,8 @@ def test_converge_command_prints_order_and_writes_plot(tmp_path):
     assert rows[0] == "M,rel_error" and len(rows) == 49 and rows[1].startswith("6,")
 
 
-def test_converge_rejects_a_basis_without_exact_description():
+def test_converge_rejects_an_unknown_basis():
     res = CliRunner().invoke(app, ["converge", "--basis-in", "pwz", "--r-max", "2"])
     assert res.exit_code == 2
-    assert "unknown basis 'pwz'" in res.output
+    assert "Invalid value for '--basis-in': 'pwz' is not one of 'rect', 'pwl', 'pwq'" in res.output
+    assert "(did you mean 'pwq'?)" in res.output

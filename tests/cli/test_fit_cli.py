@@ -112,7 +112,7 @@ def test_default_run_folder_name(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--basis-in", "nope"], "unknown basis 'nope'"),
+        (["--basis-in", "nope"], "'nope' is not one of 'rect', 'pwl', 'pwq', 'fourier'"),
         (["--basis-out", "fourir"], "did you mean 'fourier'"),
         (["--task", "regression"], "unknown task 'regression' (known: fitting, memorization)"),
         (["--model", "gelu"], "unknown model 'gelu'"),
@@ -131,7 +131,7 @@ def test_default_run_folder_name(tmp_path):
         (["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1]]"], "at least two points"),
         (["task.target=piecewise_linear", "task.piecewise_linear.points=[[0,1,2],[1,2]]"], "[x, y] pairs"),
         (["--device", "tpu"], "unknown device 'tpu'"),
-        (["--dtype", "float16"], "unknown dtype 'float16'"),
+        (["--dtype", "float16"], "'float16' is not one of 'float32', 'float64'"),
         (["train=nope"], "unknown train 'nope'"),
         (["task.n_train="], "task.n_train must be an integer"),
     ],
@@ -183,7 +183,7 @@ def test_console_script_in_a_real_subprocess(tmp_path):
     bad = subprocess.run([*cmd, "fit", "--basis-in", "nope"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith(
-        "error: unknown basis"
+        "error: Invalid value for '--basis-in': 'nope' is not one of"
     )
     assert list(tmp_path.iterdir()) == [tmp_path / "run"]
     mod = subprocess.run([sys.executable, "-m", "iatrun", "--version"], capture_output=True, text=True)
