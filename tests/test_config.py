@@ -58,17 +58,20 @@ def test_defaults_compose_to_the_documented_values_in_order():
         "out",
         "results_dir",
         "artifacts",
+        "logger",
         "tf32",
     ]
     assert list(cfg["model"].items()) == list(DEFAULT_MODEL.items())  # same keys, values and order
     assert list(cfg["train"].items()) == list(DEFAULT_TRAIN.items())
-    assert {k: cfg[k] for k in ("seed", "device", "dtype", "out", "results_dir", "artifacts", "tf32")} == {
+    keys = ("seed", "device", "dtype", "out", "results_dir", "artifacts", "logger", "tf32")
+    assert {k: cfg[k] for k in keys} == {
         "seed": 0,
         "device": "auto",
         "dtype": "float32",
         "out": None,
         "results_dir": "results",
         "artifacts": "full",
+        "logger": "csv",
         "tf32": False,
     }
     assert list(cfg["task"]) == [
@@ -218,7 +221,7 @@ FIT_ERRORS = [
     (
         "+foo=1",
         "error: cannot add 'foo': the config schema has no such key "
-        "(known: task, model, train, seed, device, dtype, out, results_dir, artifacts, tf32)",
+        "(known: task, model, train, seed, device, dtype, out, results_dir, artifacts, logger, tf32)",
     ),
     (
         "+model.foo=1",
