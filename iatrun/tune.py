@@ -276,6 +276,11 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def chosen_settings(cache: str | Path) -> set[str]:
+    """The setting hashes whose rate ``cache`` (a sweep's tune folder) holds a record of."""
+    return {p.stem for p in Path(cache).glob("*.json")}
+
+
 def cached(cfg: Mapping[str, Any], cache: str | Path) -> dict[str, Any] | None:
     """The stored record of ``cfg``'s setting in ``cache``, or None."""
     path = Path(cache) / f"{setting_hash(cfg)}.json"

@@ -144,8 +144,9 @@ def _dry_run(folder: Path, grid: str, all_cells, force: bool, how) -> None:
     work = {"engine": engine, "jobs": min(jobs, os.cpu_count() or 1), "stack_size": stack_size}
     if launch_cfg is not None and pending:
         from iatrun.sweep.launch import resolve_launcher
+        from iatrun.tune import chosen_settings
 
-        tuned = {p.stem for p in cells.tune_dir(folder).glob("*.json")}
+        tuned = chosen_settings(cells.tune_dir(folder))
         work["launcher"], work["limit"] = resolve_launcher(launch_cfg, pending, tuned)
     for line in describe(grid, folder, all_cells, pending, work):
         print(line)
@@ -162,10 +163,11 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
     if launch_cfg is not None:  # GPUs and chunks for these cells, and the cluster asked, before writing
         from iatrun.sweep.launch import resolve_launcher
         from iatrun.sweep.status import live_cells
+        from iatrun.tune import chosen_settings
 
         live = live_cells(folder)  # cells whose submitted task is still queued or running
         todo = all_cells if force else [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
-        tuned = {p.stem for p in cells.tune_dir(folder).glob("*.json")}
+        tuned = chosen_settings(cells.tune_dir(folder))
         launch_cfg, note = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live], tuned)
         print(note, file=sys.stderr)
     cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)

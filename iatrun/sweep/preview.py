@@ -24,8 +24,9 @@ def describe(
     its resolved config (``launcher``, from :func:`iatrun.sweep.launch.resolve_launcher`) and its
     time-limit line (``limit``)."""
     from iatrun.sweep.cells import tune_dir
+    from iatrun.tune import chosen_settings
 
-    tuned = {p.stem for p in tune_dir(folder).glob("*.json")}
+    tuned = chosen_settings(tune_dir(folder))
     state = "exists: a rerun resumes it" if folder.is_dir() else "would be created"
     by_task = Counter(c.config["task"]["name"] for c in cells)
     seeds = sorted({c.config.get("seed") for c in cells}, key=str)
