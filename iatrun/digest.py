@@ -11,8 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 HASH_NEUTRAL = {"tf32": False}
+# Root keys that change where and how a result is written, never the result: left out of both digests.
+PRESENTATION = ("out", "results_dir", "artifacts", "logger", "plots")
 
 
 def digest_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` without the :data:`HASH_NEUTRAL` keys that hold their neutral value."""
-    return {k: v for k, v in cfg.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    """``cfg`` without the :data:`PRESENTATION` keys and the :data:`HASH_NEUTRAL` keys that hold
+    their neutral value."""
+    return {
+        k: v
+        for k, v in cfg.items()
+        if k not in PRESENTATION and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])
+    }

@@ -1,8 +1,10 @@
-"""Figures written into run and sweep folders (matplotlib Figure objects, atomic PNG writes).
+"""Figures written into run and sweep folders (matplotlib Figure objects, atomic writes).
 
 Every figure is a bare :class:`matplotlib.figure.Figure`, never a pyplot one: importing this module
 neither imports ``matplotlib.pyplot`` nor switches the backend (a notebook keeps its own), and
-``Figure.savefig`` renders the PNG with the Agg canvas by itself.
+``Figure.savefig`` renders with the Agg canvas (or the SVG / PDF one) by itself.
+
+How figures are written (format, resolution) is the current :class:`iatrun.plotstyle.PlotStyle`.
 """
 
 from __future__ import annotations
@@ -14,20 +16,29 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from iatrun.errors import IatrunError
 from iatrun.files import atomic_path
+from iatrun.plotstyle import FORMATS, current
 
 # Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
 PLOT_POINTS = 2500
 
 
 def save(fig: Figure, path: Path, tight: bool = True) -> None:
-    """Save ``fig`` as a PNG atomically (a bare Figure is not held by pyplot: nothing to close).
+    """Save ``fig`` atomically in the format its suffix names, at the current style's dpi (a bare
+    Figure is not held by pyplot: nothing to close).
 
     ``tight`` crops to the drawn content, which costs a second draw; the figures written for every
     run and sweep cell set fixed margins instead (``tight=False``), since sweeps draw hundreds.
     """
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise IatrunError(f"a figure must end in .png, .svg or .pdf, got {path.name}")
+    # no date and fixed element ids in an SVG, no date in a PDF: the same figure is the same file
+    meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt, {})
+    with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "iatrun"}):
+        fig.savefig(tmp, format=fmt, dpi=current().dpi, bbox_inches="tight" if tight else None, metadata=meta)
 
 
 def _thin(n: int) -> slice:

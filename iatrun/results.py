@@ -31,11 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iatrun import plotstyle
 from iatrun.errors import IatrunError
 from iatrun.files import atomic_path, read_json, stamp, unique_dir, write_json, write_text
+from iatrun.plotstyle import PlotStyle
 from iatrun.provenance import collect
 
 CONFIG, METRICS, CURVE, MODEL = "config.yaml", "metrics.json", "curve.csv", "model.pt"
+# the figures' names in the default format (plots.format: png); a run folder may hold .svg or .pdf
 LOSS_PLOT, PREDICTION_PLOT, PROVENANCE = "loss.png", "prediction.png", "provenance.json"
 TUNE = "tune.json"
 # The files check_run requires: every trained run has these. provenance.json is written too but not
@@ -114,9 +117,12 @@ def save_result(result, folder: str | os.PathLike, config_yaml: str | None = Non
     if result.config.get("artifacts", "full") != "lean":
         write_model(folder / MODEL, result.model, result.config, {"d": result.task.d, "o": result.task.o})
         heading = plots.describe(result.config, result.metrics)
-        plots.loss_plot(result.curve, folder / LOSS_PLOT, title=f"{title}\n{heading}" if title else heading)
-        if result.task.name == "fitting" and result.metrics["status"] == "ok":
-            plots.prediction_plot(result.model, result.task, folder / PREDICTION_PLOT, title=heading)
+        with plotstyle.style(PlotStyle.from_config(result.config.get("plots"))):
+            loss = folder / plotstyle.figure_name(Path(LOSS_PLOT).stem)
+            plots.loss_plot(result.curve, loss, title=f"{title}\n{heading}" if title else heading)
+            if result.task.name == "fitting" and result.metrics["status"] == "ok":
+                prediction = folder / plotstyle.figure_name(Path(PREDICTION_PLOT).stem)
+                plots.prediction_plot(result.model, result.task, prediction, title=heading)
     if getattr(result, "provenance", None) is not None:  # collected where it trained (iatrun.sweep.writers)
         write_json(folder / PROVENANCE, result.provenance)
     else:
@@ -147,6 +153,13 @@ def save_built(
 # --- checking and reading ----------------------------------------------------------------------
 
 
+def _present(path: Path) -> bool:
+    """Whether a run's file is there; a figure in any of the formats ``plots.format`` allows."""
+    if path.name in (LOSS_PLOT, PREDICTION_PLOT):
+        return any(path.with_suffix(f".{fmt}").is_file() for fmt in plotstyle.FORMATS)
+    return path.is_file()
+
+
 def check_run(folder: str | os.PathLike, files: Sequence[str] = TRAINED_FILES) -> str | None:
     """None if a finished run folder's ``files`` are intact, else what is wrong (one phrase).
 
@@ -158,7 +171,7 @@ def check_run(folder: str | os.PathLike, files: Sequence[str] = TRAINED_FILES) -
     if files == TRAINED_FILES and _lean(folder):
         files = LEAN_FILES
     for name in files:
-        if not (folder / name).is_file():
+        if not _present(folder / name):
             return f"{name} missing"
     try:
         if "status" not in read_json(folder / METRICS):

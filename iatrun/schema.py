@@ -28,6 +28,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from iatrun.errors import IatrunError
 from iatrun.nn.layers import NORMS
 from iatrun.nn.models import MODELS, build_model
+from iatrun.plotstyle import PlotStyle
 from iatrun.tasks import TARGETS, TASKS, target_params
 from iatrun.tune import Tune, positive, validate_tune
 
@@ -63,6 +64,15 @@ class Train:
     schedule: str = MISSING  # constant | cosine
     log_every: int = MISSING  # >= 1
     tune: Tune | None = None  # needed by lr: auto
+
+
+@dataclasses.dataclass
+class Plots:
+    """``plots:`` (values in conf/config.yaml): how figures are written (:mod:`iatrun.plotstyle`)."""
+
+    format: str = MISSING  # png | svg | pdf
+    dpi: int = MISSING
+    heatmap_scale: str = MISSING  # per-table | shared
 
 
 @dataclasses.dataclass
@@ -192,6 +202,7 @@ def config_schema(task: str | None, kind: str | None) -> type:
             _field("results_dir", str),
             _field("artifacts", str),
             _field("logger", str),
+            _field("plots", Plots),
             _field("tf32", bool),
         ],
     )
@@ -374,6 +385,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _choice(cfg.get("dtype"), DTYPES, "dtype")
     _choice(cfg.get("artifacts", "full"), ARTIFACTS, "artifacts")
     _choice(cfg.get("logger", "csv"), LOGGERS, "logger")
+    PlotStyle.from_config(cfg.get("plots"))
     validate_train(cfg["train"])
     if cfg["train"].get("lr") == "auto":
         validate_tune(cfg["train"].get("tune"), (cfg.get("task") or {}).get("name"))

@@ -202,12 +202,8 @@ def beyond(rates: Sequence[float], upward: bool) -> float:
 
 
 def setting(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """What a tuning record depends on: the config without seed, output place, artifacts, logger, device."""
-    return {
-        k: v
-        for k, v in digest_view(cfg).items()
-        if k not in ("seed", "out", "results_dir", "device", "artifacts", "logger")
-    }
+    """What a tuning record depends on: the config without seed, device and how results are written."""
+    return {k: v for k, v in digest_view(cfg).items() if k not in ("seed", "device")}
 
 
 def setting_hash(cfg: Mapping[str, Any]) -> str:

@@ -59,11 +59,12 @@ def test_defaults_compose_to_the_documented_values_in_order():
         "results_dir",
         "artifacts",
         "logger",
+        "plots",
         "tf32",
     ]
     assert list(cfg["model"].items()) == list(DEFAULT_MODEL.items())  # same keys, values and order
     assert list(cfg["train"].items()) == list(DEFAULT_TRAIN.items())
-    keys = ("seed", "device", "dtype", "out", "results_dir", "artifacts", "logger", "tf32")
+    keys = ("seed", "device", "dtype", "out", "results_dir", "artifacts", "logger", "plots", "tf32")
     assert {k: cfg[k] for k in keys} == {
         "seed": 0,
         "device": "auto",
@@ -72,6 +73,7 @@ def test_defaults_compose_to_the_documented_values_in_order():
         "results_dir": "results",
         "artifacts": "full",
         "logger": "csv",
+        "plots": {"format": "png", "dpi": 110, "heatmap_scale": "per-table"},
         "tf32": False,
     }
     assert list(cfg["task"]) == [
@@ -221,7 +223,7 @@ FIT_ERRORS = [
     (
         "+foo=1",
         "error: cannot add 'foo': the config schema has no such key "
-        "(known: task, model, train, seed, device, dtype, out, results_dir, artifacts, logger, tf32)",
+        "(known: task, model, train, seed, device, dtype, out, results_dir, artifacts, logger, plots, tf32)",
     ),
     (
         "+model.foo=1",

@@ -8,7 +8,7 @@ exact regions of constant activation pattern and, on each, the network's affine 
 y = A_r·u + c_r (the "atomic" representation). Everything is computed in float64 with NumPy.
 
 The regions of a run folder (``iatrun regions``) are at the end: loading it, choosing the interval,
-and writing regions.csv and regions.png into it.
+and writing regions.csv and the regions figure into it.
 """
 
 from __future__ import annotations
@@ -314,9 +314,11 @@ def regions_csv(reg: Regions) -> str:
 
 
 def save_regions(run, reg: Regions) -> list[Path]:
-    """Write regions.csv and regions.png into the run folder (each atomically); return their paths."""
-    from iatrun import plots
+    """Write regions.csv and the regions figure (in the run's ``plots.format``) into the run
+    folder, each atomically; return their paths."""
+    from iatrun import plots, plotstyle
     from iatrun.files import write_text
+    from iatrun.plotstyle import PlotStyle
 
     target, name = None, ""
     task = run.config.get("task") or {}
@@ -331,10 +333,12 @@ def save_regions(run, reg: Regions) -> list[Path]:
 
             return fn(torch.as_tensor(x, dtype=torch.float64), **params).numpy()
 
-    csv, png = Path(run.path) / "regions.csv", Path(run.path) / "regions.png"
+    style = PlotStyle.from_config(run.config.get("plots"))
+    csv, figure = Path(run.path) / "regions.csv", Path(run.path) / f"regions.{style.format}"
     try:
         write_text(csv, regions_csv(reg))
-        plots.regions_plot(reg, png, target=target, target_name=name, title=Path(run.path).name)
+        with plotstyle.style(style):
+            plots.regions_plot(reg, figure, target=target, target_name=name, title=Path(run.path).name)
     except OSError as e:
         raise IatrunError(f"cannot write into {run.path}: {e.strerror or e}") from None
-    return [csv, png]
+    return [csv, figure]

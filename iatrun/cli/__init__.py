@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from iatrun import __version__
-from iatrun.cli import bench, converge, fit, listing, plot, regions, sweep
+from iatrun.cli import bench, converge, fit, listing, plot, regions, report, sweep
 from iatrun.errors import IatrunError
 
 
@@ -86,7 +86,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(fit.app)
-app.add_typer(sweep.app)  # sweep, report, status
+app.add_typer(sweep.app)  # sweep, status
+app.add_typer(report.app)
 app.add_typer(listing.app, name="list")
 app.add_typer(regions.app)  # regions, construct
 app.add_typer(plot.app, name="plot")

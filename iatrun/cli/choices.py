@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from iatrun.plotstyle import FORMATS, HEATMAP_SCALES
+
 BASES = ("rect", "pwl", "pwq", "fourier", "pwl-w", "rect-w", "pwl-wd", "rect-wd")
 METHODS = ("mesh", "exact")
 DTYPES = ("float32", "float64")
@@ -29,6 +31,8 @@ Basis = _choice("Basis", BASES)
 Method = _choice("Method", METHODS)
 Dtype = _choice("Dtype", DTYPES)
 Engine = _choice("Engine", ENGINES)
+PlotFormat = _choice("PlotFormat", FORMATS)
+HeatmapScale = _choice("HeatmapScale", HEATMAP_SCALES)
 
 
 def value(v):

@@ -26,7 +26,7 @@ def converge(
     seed: int = typer.Option(0, help="Seed of the random inputs."),
     out: Path = typer.Option(  # noqa: B008 - Typer's declaration style
         None,
-        help="Plot file (PNG); a CSV of every r is written beside it.",
+        help="Plot file (.png, .svg or .pdf); a CSV of every r is written beside it.",
         show_default="results/converge/<in>-<out>-n<n>.png",
     ),
     quiet: bool = flag("--quiet", "-q", help="Only the fitted order and the file written."),
@@ -37,11 +37,14 @@ def converge(
     """
     from iatrun.analysis.converge import convergence, write_convergence
     from iatrun.errors import IatrunError
+    from iatrun.plotstyle import FORMATS
 
     basis_in, basis_out = value(basis_in), value(basis_out)
     for name, given in (("n", n), ("r-max", r_max), ("samples", samples)):
         if given < 1:
             raise IatrunError(f"--{name} must be an integer >= 1, got {given}")
+    if out is not None and Path(out).suffix.lower().lstrip(".") not in FORMATS:
+        raise IatrunError(f"--out must end in .png, .svg or .pdf, got {out}")
     ratios = range(1, r_max + 1)
     ms, errs, order = convergence(basis_in, basis_out, n=n, ratios=ratios, samples=samples, seed=seed)
     out = Path(out) if out else Path("results") / "converge" / f"{basis_in}-{basis_out}-n{n}.png"

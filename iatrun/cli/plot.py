@@ -10,6 +10,7 @@ import typer
 from iatrun.cli.choices import Basis, value
 from iatrun.cli.common import examples
 from iatrun.errors import IatrunError
+from iatrun.plotstyle import FORMATS
 
 app = typer.Typer(
     help="Pictures of the IAT: its bases and how patterns move.",
@@ -18,15 +19,16 @@ app = typer.Typer(
 )
 
 FIGURES = Path("results") / "figures"
-OUT_HELP = "A .png file, or a folder for the default file name."
+OUT_HELP = "A .png, .svg or .pdf file, or a folder for the default (.png) file name."
 PATTERN_DEFAULT = "results/figures/pattern-<basis>-n<N>-s<seed>.png"
 
 
 def png_path(out: Path | None, name: str) -> Path:
-    """Where to write: ``out`` if it names a .png file, else ``<out or results/figures>/<name>``."""
+    """Where to write: ``out`` if it names a .png, .svg or .pdf file, else
+    ``<out or results/figures>/<name>``."""
     if out is not None and out.suffix:
-        if out.suffix.lower() != ".png":
-            raise IatrunError(f"--out must be a .png file or a folder, got {out}")
+        if out.suffix.lower().lstrip(".") not in FORMATS:
+            raise IatrunError(f"--out must be a .png, .svg or .pdf file or a folder, got {out}")
         path = out
     else:
         path = (out or FIGURES) / name

@@ -58,7 +58,10 @@ def regions(
     end: Annotated[str, typer.Option("--to", help="End, like --from.", show_default="1, or x_N")] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Exact linear regions and Lipschitz constants of a run's network; writes regions.csv and regions.png."""
+    """Exact linear regions and Lipschitz constants of a run's network; writes regions.csv and a figure.
+
+    The figure is regions.png, or regions.svg / .pdf when the run's plots.format says so.
+    """
     from iatrun.analysis import regions as lib
 
     p0, p1 = parse_coords(start, "--from"), parse_coords(end, "--to")

@@ -1,8 +1,7 @@
-"""``iatrun sweep`` and ``iatrun report``: grids of fit cells, resumable, local or on SLURM."""
+"""``iatrun sweep`` and ``iatrun status``: grids of fit cells, resumable, local or on SLURM."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import typer
 
 from iatrun.cli.choices import Engine, complete_device, complete_grid, complete_launcher, flag, value
 from iatrun.cli.common import examples, interactive
+from iatrun.cli.report import show_report
 from iatrun.sweep.launch import launcher_names
 
 app = typer.Typer()
@@ -193,7 +193,7 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
     if detach or held:
         console.print(f"jobs submitted: follow them with `iatrun status {folder}`", highlight=False)
         return
-    _report(folder, console)
+    show_report(folder, console)
 
 
 def _yaml_value(v: str):
@@ -274,87 +274,6 @@ def _launch(folder, pending, jobs, launch_cfg, hooks, engine):
         stack_size=stack_size,
         on_tuned=on_tuned,
     )
-
-
-def _report(folder: Path, console, mode: str = "full") -> None:
-    """Build the report; print its summary (``full``), only the path of report.md (``quiet``) or
-    one JSON object (``json``: cell counts, each verdict with its effect and interval, the files)."""
-    from rich.table import Table
-
-    from iatrun.report.build import build
-    from iatrun.report.collect import MAIN
-
-    summary = build(folder)
-    df = summary["cells"]
-    if mode == "quiet":
-        return print(summary["report"])
-    if mode == "json":
-        return print(json.dumps(_report_json(summary), indent=2, default=str))
-    ok = df[(df["state"] == "done") & (df["status"] == "ok")]
-    t = Table("task", "best cells", "metric", title="best cells")
-    for task, (metric, higher) in MAIN.items():
-        sub = ok[ok["task"] == task] if len(ok) else ok
-        if len(sub) and metric in sub:
-            best = sub.sort_values(metric, ascending=not higher).head(3)
-            for _, r in best.iterrows():
-                t.add_row(task, r["key"], f"{metric}={r[metric]:.4g}")
-    console.print(t)
-    for v in summary["verdicts"]:
-        console.print(f"{v.verdict:>12}  {v.claim}", highlight=False)
-    bad = df[(df["state"] != "done") | (df["status"] != "ok")]
-    if len(bad):
-        console.print(f"{len(bad)} cell(s) did not finish ok (listed in report.md):", highlight=False)
-        for _, r in bad.head(20).iterrows():
-            detail = r.get("error") if isinstance(r.get("error"), str) else r.get("status")
-            console.print(f"  {r['key']}: {r['state']} ({detail})", highlight=False)
-    console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
-
-
-def _report_json(summary: dict) -> dict:
-    df = summary["cells"]
-    done = df[(df["state"] == "done") & (df["status"] == "ok")]
-
-    def number(v):
-        return None if v != v else v  # NaN → null
-
-    verdicts = [
-        {
-            "claim": v.claim,
-            "verdict": v.verdict,
-            "effect": number(v.effect),
-            "ci_low": number(v.ci_low),
-            "ci_high": number(v.ci_high),
-            "unit": v.unit,
-            "seeds": v.n,
-        }
-        for v in summary["verdicts"]
-    ]
-    return {
-        "cells": len(df),
-        "ok": len(done),
-        "not_ok": len(df) - len(done),
-        "verdicts": verdicts,
-        "report": summary["report"],
-        "study": summary["study"],
-    }
-
-
-@app.command(epilog=examples("iatrun report results/sweeps/mine", "iatrun report results/sweeps/mine --json"))
-def report(
-    folder: Path = typer.Argument(..., help="A sweep folder (made by iatrun sweep)."),
-    quiet: bool = flag("--quiet", "-q", help="Only the path of report.md."),
-    as_json: bool = flag("--json", help="One JSON object: cell counts, the verdicts, the files written."),
-) -> None:
-    """Rebuild cells.csv, tables/, figures/ and report.md of a sweep folder from its cells.
-
-    A folder without a readable sweep.yaml or without cells/ is refused before anything is written.
-    """
-    from rich.console import Console
-
-    from iatrun.sweep.cells import check_sweep_dir
-
-    check_sweep_dir(folder)
-    _report(folder, Console(quiet=False), "json" if as_json else "quiet" if quiet else "full")
 
 
 @app.command(epilog=examples("iatrun status results/sweeps/mine", "iatrun status results/sweeps/mine --all"))

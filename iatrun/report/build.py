@@ -5,7 +5,8 @@ that varies a setting beyond the tables' axes (:mod:`iatrun.report.split`) gets 
 figures and claims per variant, named ``<name>__<variant>``, one report.md section per variant, and
 study.md (:mod:`iatrun.report.study`); a split that cannot be made is refused before anything is
 written. A sweep with settings at both the calibrated and a declared budget also gets
-budget-check.md (:mod:`iatrun.report.budget_check`).
+budget-check.md (:mod:`iatrun.report.budget_check`). Figures take the sweep's ``plots.*`` overrides
+(format, dpi, heatmap colour scale) unless the caller gives a style.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
+from iatrun import plotstyle
 from iatrun.files import write_text
+from iatrun.plotstyle import PlotStyle
 from iatrun.report import markdown, paper
 from iatrun.report.budget_check import budget_check_md, checks
 from iatrun.report.claims import Verdict, claims
@@ -38,7 +42,7 @@ BUDGET_CHECK = "budget-check.md"  # a sweep with settings at the calibrated and 
 _TABLES = "|".join(f"{t}_{m}(_std)?" for t, ms in TABLE_METRICS.items() for m in ms)
 OWN_FILES = re.compile(
     rf"^({_TABLES}|baselines|mesh|variants)(__[A-Za-z0-9.+_~-]+)?\.csv$"
-    r"|^((fitting|memorization)_(heatmap|curves)|mesh)(__[A-Za-z0-9.+_~-]+)?\.png$"
+    r"|^((fitting|memorization)_(heatmap|curves)|mesh)(__[A-Za-z0-9.+_~-]+)?\.(png|svg|pdf)$"
 )
 
 # report.md's pieces (markdown.py), under the names the tests have always used
@@ -59,10 +63,29 @@ class Part:
     variant: Variant | None = None
 
 
-def build(sweep_dir: str | Path) -> dict:
+def sweep_style(sweep_dir: str | Path) -> PlotStyle:
+    """The figure style a sweep asked for: the ``plots.*`` overrides of its grid and of its latest
+    command line (sweep.yaml), over the defaults. IatrunError for a bad value."""
+    spec = read_spec(sweep_dir)
+    overrides = [*((spec.get("grid_spec") or {}).get("overrides") or []), *(spec.get("overrides") or [])]
+    section = {}
+    for text in map(str, overrides):
+        key, eq, raw = text.lstrip("+~").partition("=")
+        if eq and key.startswith("plots."):
+            section[key.removeprefix("plots.")] = yaml.safe_load(raw)
+    return PlotStyle.from_config(section)
+
+
+def build(sweep_dir: str | Path, style: PlotStyle | None = None) -> dict:
     """Write cells.csv, tables/, figures/ and report.md (and study.md for a split sweep); return a
-    summary for the terminal. Raises IatrunError, having written nothing, for a split it cannot make."""
+    summary for the terminal. Raises IatrunError, having written nothing, for a split it cannot make
+    or a bad figure style. ``style``: how figures are written (default: :func:`sweep_style`)."""
     sweep_dir = Path(sweep_dir)
+    with plotstyle.style(style or sweep_style(sweep_dir)):
+        return _build(sweep_dir)
+
+
+def _build(sweep_dir: Path) -> dict:
     df = collect(sweep_dir)
     axes, variants = split(df)  # may refuse: before anything is written
     df = region_columns(df, sweep_dir)
@@ -96,7 +119,7 @@ def build(sweep_dir: str | Path) -> dict:
 
 def _write_part(sweep_dir: Path, df: pd.DataFrame, variant: Variant | None, written: set) -> Part:
     """The tables, figures and claims of ``df`` (the sweep, or one variant's cells), written to
-    ``tables/<name>[__<variant>].csv`` and ``figures/<name>[__<variant>].png``."""
+    ``tables/<name>[__<variant>].csv`` and ``figures/<name>[__<variant>].<format>``."""
     suffix = variant.suffix() if variant else ""
     tables_dir = sweep_dir / "tables"
     part = Part(df, variant=variant)
@@ -138,14 +161,14 @@ def _figures(
     for task in MAIN:
         key = (task, MAIN[task][0])
         if key in tables:
-            path = fig_dir / f"{task}_heatmap{suffix}.png"
+            path = fig_dir / plotstyle.figure_name(f"{task}_heatmap{suffix}")
             sweep_plots.heatmap(tables[key][0], paper.table(task), task, MAIN[task][1], path)
             figures.append(path)
-        path = fig_dir / f"{task}_curves{suffix}.png"
+        path = fig_dir / plotstyle.figure_name(f"{task}_curves{suffix}")
         if sweep_plots.curves(df, sweep_dir, task, MAIN[task], path):
             figures.append(path)
     if not mesh.empty:
-        path = fig_dir / f"mesh{suffix}.png"
+        path = fig_dir / plotstyle.figure_name(f"mesh{suffix}")
         ok = df[(df["state"] == "done") & (df["status"] == "ok") & (df["model"] == "relu")]
         relu = {t: ok[ok["task"] == t][MAIN[t][0]].mean() for t in MAIN if (ok["task"] == t).any()}
         sweep_plots.mesh(mesh, path, relu)

@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from iatrun.plots import save
+from iatrun.plotstyle import current
 from iatrun.results import read_curve
 from iatrun.sweep.cells import cell_dir
 
@@ -21,11 +22,20 @@ def _ink(rgba) -> str:
 
 
 def heatmap(
-    ours: pd.DataFrame, theirs: pd.DataFrame, task: str, higher_better: bool, path: Path, shared: bool = False
+    ours: pd.DataFrame,
+    theirs: pd.DataFrame,
+    task: str,
+    higher_better: bool,
+    path: Path,
+    shared: bool | None = None,
 ) -> None:
     """Paper and ours side by side (log10 for MSE), each on its own colour scale (``shared``: one
-    scale for both, which flattens a table whose values sit decades from the other's)."""
+    scale for both, which flattens a table whose values sit decades from the other's; default: the
+    current style's ``heatmap_scale``)."""
     from matplotlib.colors import Normalize
+
+    if shared is None:
+        shared = current().heatmap_scale == "shared"
 
     theirs = theirs.reindex(index=ours.index, columns=ours.columns)
     tr = (lambda v: v) if higher_better else (lambda v: np.log10(np.maximum(v, 1e-300)))
@@ -78,18 +88,20 @@ def curves(df: pd.DataFrame, sweep_dir: Path, task: str, main: tuple[str, bool],
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
     name = {"heldout_mse": "held-out MSE", "accuracy_pct": "accuracy %"}.get(metric, metric)
+    drawn = 0
     for colour, pick in enumerate(picks):
         rows = ok[ok["model_key"] == pick].sort_values("seed")
         first = rows.iloc[0]
         label = "relu" if first["model"] == "relu" else f"{first['basis_in']} → {first['basis_out']}"
         label = f"{label}: {name} {means[pick]:.3g} (mean of {len(rows)} seed{'s' * (len(rows) > 1)})"
-        for i, r in enumerate(rows.itertuples()):
+        for r in rows.itertuples():
             c = read_curve(cell_dir(sweep_dir, r.key))
             if c is not None:
                 ls = "--" if first["model"] == "relu" else "-"
-                ax.plot(
-                    c["step"], c["loss"], lw=0.8, ls=ls, color=f"C{colour}", label=label if i == 0 else None
-                )
+                ax.plot(c["step"], c["loss"], lw=0.8, ls=ls, color=f"C{colour}", label=label)
+                label, drawn = None, drawn + 1  # one legend entry per model, on its first curve
+    if not drawn:
+        return False  # no cell kept its curve: no figure
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("step")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iatrun.plotstyle import current
 from iatrun.report import paper
 from iatrun.report.budget import budget_lines, protocol, toy_tasks
 from iatrun.report.claims import Verdict, variant_verdicts
@@ -260,7 +261,13 @@ def body_md(df, tables, base, mesh, verdicts, variants=None) -> list[str]:
 
 
 def figures_md(figures: list[Path]) -> list[str]:
-    return ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures] if figures else []
+    """The figures as images (a PDF, which a Markdown viewer does not show inline, as a link)."""
+    if not figures:
+        return []
+    return ["", "## Figures", ""] + [
+        f"- [{p.stem}](figures/{p.name})" if p.suffix == ".pdf" else f"![{p.stem}](figures/{p.name})"
+        for p in figures
+    ]
 
 
 def demote(lines: list[str]) -> list[str]:
@@ -287,7 +294,8 @@ def split_md(df: pd.DataFrame, axes: list[str], variants: list, where: str = "be
         f"- **one section per variant**: beyond the tables' axes the cells vary {' and '.join(values)}; "
         f"a table cell holds one setting, so the report is split into {len(variants)} variants ({where}), "
         "each with its own tables (`tables/<table>__<variant>.csv`), figures "
-        "(`figures/<figure>__<variant>.png`) and claims; `study.md` sets the claims' verdicts side by side"
+        f"(`figures/<figure>__<variant>.{current().format}`) and claims; `study.md` sets the claims' "
+        "verdicts side by side"
     ]
     if shared:
         lines.append(
@@ -305,7 +313,7 @@ def variant_md(variant, df: pd.DataFrame) -> list[str]:
         "",
         f"## Variant {variant.label}",
         "",
-        f"- files: `tables/*{variant.suffix()}.csv`, `figures/*{variant.suffix()}.png`",
+        f"- files: `tables/*{variant.suffix()}.csv`, `figures/*{variant.suffix()}.{current().format}`",
         f"- cells: {int(df['task'].notna().sum())} ({int(ok.shape[0])} ok), seeds: {seeds}",
     ]
     budget = budget_lines(df)

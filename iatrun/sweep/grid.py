@@ -38,18 +38,14 @@ class Cell:
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """A digest of everything that determines a cell's result: not where it is written, nor how
-    much of it is kept (``artifacts``) or how it is logged (``logger``), nor the ``train.tune`` block
-    of a cell whose rate is fixed.
+    """A digest of everything that determines a cell's result: not where or how it is written
+    (:data:`iatrun.digest.PRESENTATION`: ``out``, ``artifacts``, ``logger``, ``plots``), nor the
+    ``train.tune`` block of a cell whose rate is fixed.
     The device enters as its kind only when that is not the CPU (``auto`` as it resolves here), so
     cells trained on a GPU and on the CPU never pass for one another, and CPU hashes are unchanged."""
     from iatrun.train import resolve_device
 
-    keep = {
-        k: v
-        for k, v in digest_view(cfg).items()
-        if k not in ("out", "results_dir", "device", "artifacts", "logger")
-    }
+    keep = {k: v for k, v in digest_view(cfg).items() if k != "device"}
     kind = resolve_device(str(cfg.get("device", "auto"))).type
     if kind != "cpu":
         keep["device_kind"] = kind

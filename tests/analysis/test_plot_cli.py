@@ -21,6 +21,13 @@ def test_plot_bases_default_path(tmp_path, monkeypatch):
     assert (tmp_path / "results/figures/bases-n5.png").read_bytes()[:8] == PNG
 
 
+@pytest.mark.parametrize("suffix, magic", [(".svg", b"<?xml"), (".pdf", b"%PDF-")])
+def test_plot_bases_in_a_vector_format(tmp_path, suffix, magic):
+    res = invoke("plot", "bases", "--n", "4", "--out", tmp_path / f"b{suffix}")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / f"b{suffix}").read_bytes()[:5] == magic
+
+
 @pytest.mark.parametrize("basis", ["fourier", "rect"])
 def test_plot_pattern_to_a_file_and_to_a_folder(tmp_path, basis):
     res = invoke("plot", "pattern", "--basis-in", basis, "--seed", "3", "--out", tmp_path / "p.png")
@@ -38,7 +45,7 @@ def test_plot_pattern_to_a_file_and_to_a_folder(tmp_path, basis):
         (["plot", "pattern", "--basis-in", "fourrier"], "did you mean 'fourier'"),
         (["plot", "pattern", "--basis-in", "pwl", "--n", "0"], "--n must be an integer >= 1"),
         (["plot", "bases", "--n", "-2"], "--n must be an integer >= 1"),
-        (["plot", "bases", "--out", "x.pdf"], "--out must be a .png file or a folder"),
+        (["plot", "bases", "--out", "x.jpg"], "--out must be a .png, .svg or .pdf file or a folder"),
         (["plot", "pattern"], "--basis-in"),
     ],
 )

@@ -71,6 +71,10 @@ BAD = [
     (["fit", "--out", "/proc/nope"], "cannot write to /proc/nope: /proc refuses new folders"),
     (["fit", "launcher=submitit_local"], "'launcher' is not a config group of a run (its groups: task,"),
     (["fit", "budget=study"], "'budget' is not a config group of a run (its groups: task, model, train)"),
+    (["fit", "plots.format=gif"], "unknown plots.format 'gif' (known: png, svg, pdf)"),
+    (["fit", "plots.dpi=5"], "plots.dpi must be an integer from 20 to 1200, got 5"),
+    (["fit", "plots.dpi=high"], "plots.dpi must be"),
+    (["fit", "plots.heatmap_scale=all"], "unknown plots.heatmap_scale 'all' (known: per-table, shared)"),
     # sweep and report
     (["sweep", "--grid", "papr"], "unknown grid 'papr'"),
     (["sweep", "--grid", "quick", "model.basis_in=nope"], "unknown basis 'nope'"),
@@ -90,6 +94,8 @@ BAD = [
     (["report", "plain"], "not a sweep folder"),
     (["report", "nowhere"], "not a sweep folder"),
     (["report", "sweepish"], "not a sweep folder"),
+    (["report", "sweepish", "--format", "gif"], "'gif' is not one of 'png', 'svg', 'pdf'"),
+    (["sweep", "--grid", "quick", "plots.format=jpeg"], "unknown plots.format 'jpeg'"),
     # regions, construct, plots, converge, list
     (["regions", "nowhere"], "not a run folder"),
     (["regions", "plain"], "model.pt"),
@@ -101,6 +107,8 @@ BAD = [
     (["plot", "pattern", "--basis-in", "sine"], "'sine' is not one of 'rect'"),
     (["plot", "bases", "--n", "0"], ">= 1"),
     (["converge", "--basis-in", "rect-ww"], "(did you mean 'rect-w'?)"),
+    (["converge", "--out", "conv.gif"], "--out must end in .png, .svg or .pdf, got conv.gif"),
+    (["plot", "bases", "--out", "bases.jpg"], "--out must be a .png, .svg or .pdf file or a folder"),
     (["list", "colours"], "No such command"),
     (["launch"], "No such command"),
 ]

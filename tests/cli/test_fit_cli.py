@@ -61,6 +61,24 @@ def test_load_run_rebuilds_the_trained_model(tmp_path):
     assert task.evaluate(loaded.model)["train_mse"] == pytest.approx(loaded.metrics["train_mse"], rel=1e-6)
 
 
+def test_plots_format_svg_gives_a_run_folder_that_loads_and_whose_regions_are_svg(tmp_path):
+    import iatrun
+    from iatrun.results import check_run
+
+    res = fit(tmp_path, *TINY, "plots.format=svg")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    figures = sorted(p.name for p in run.iterdir() if p.suffix in (".png", ".svg", ".pdf"))
+    assert figures == ["loss.svg", "prediction.svg"]
+    assert (run / "loss.svg").read_bytes()[:5] == b"<?xml"
+    assert check_run(run) is None and iatrun.load_run(run).metrics["status"] == "ok"
+    res = runner.invoke(app, ["regions", str(run)])
+    assert res.exit_code == 0, res.output
+    assert (run / "regions.svg").is_file() and not (run / "regions.png").exists()
+    (run / "loss.svg").unlink()
+    assert check_run(run) == "loss.png missing"  # the figure, in whichever format, is required
+
+
 def test_memorization_run_folder_has_no_prediction_plot(tmp_path):
     res = fit(tmp_path, *TINY_MEM, "--model", "relu")
     assert res.exit_code == 0, res.output
