@@ -9,7 +9,8 @@ ARGS   ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast test-slurm run sweep paper bench gpu-check docs-figures slurm-up slurm-down lint clean
+.PHONY: install test test-fast test-slurm run sweep paper bench gpu-check docs-figures slurm-up slurm-down lint clean \
+	reference reference-paper reference-mesh reference-study reference-exact reference-parts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,61 @@ sweep: $(STAMP)
 
 paper: $(STAMP)
 	$(BIN)/iatrun sweep --grid paper --jobs $(JOBS) --device $(DEVICE) $(ARGS)
+
+# The reference results (docs/results.md): four sweep folders under results/reference/, each made
+# part by part (every part a resumable sweep that fits in 90 minutes on 2 CPU cores), then
+# reported whole. `make reference-paper` runs its parts in order; `make reference-paper-fitting-pwq`
+# runs one; an interrupted part resumes where it stopped. Lean cells (no model.pt, no figures, a
+# curve point every 10 steps) keep the folders small enough to commit.
+REF      := results/reference
+REF_LEAN := artifacts=lean train.log_every=10
+REF_RUN   = $(BIN)/iatrun sweep --jobs $(JOBS) --device $(DEVICE)
+BASES6   := rect pwl pwq fourier pwl-w rect-w
+MESH_IN  := fourier pwq pwl rect-w
+PAPER_PARTS := baselines $(foreach t,fitting memorization,$(addprefix $(t)-,$(BASES6)))
+MESH_PARTS  := relu $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
+STUDY_PARTS := $(foreach n,gain none layer,$(addprefix $(n)-,fitting memorization))
+task_of  = $(firstword $(subst -, ,$(1)))
+rest_of  = $(patsubst $(call task_of,$(1))-%,%,$(1))
+
+reference: reference-paper reference-mesh reference-study reference-exact
+
+reference-parts:
+	@echo "paper: $(addprefix reference-paper-,$(PAPER_PARTS))"
+	@echo "mesh:  $(addprefix reference-mesh-,$(MESH_PARTS))"
+	@echo "study: $(addprefix reference-study-,$(STUDY_PARTS))"
+	@echo "exact: reference-exact"
+
+reference-paper: $(addprefix reference-paper-,$(PAPER_PARTS))
+	$(REF_RUN) --grid paper --out $(REF)/paper $(REF_LEAN) $(ARGS)
+
+reference-paper-baselines: $(STAMP)
+	$(REF_RUN) --grid paper --out $(REF)/paper --where model=relu,tanh,sigmoid $(REF_LEAN) $(ARGS)
+
+reference-paper-%: $(STAMP)
+	$(REF_RUN) --grid paper --out $(REF)/paper --where task=$(call task_of,$*) \
+		--where model.basis_in=$(call rest_of,$*) $(REF_LEAN) $(ARGS)
+
+reference-mesh: $(addprefix reference-mesh-,$(MESH_PARTS))
+	$(REF_RUN) --grid mesh --out $(REF)/mesh $(REF_LEAN) $(ARGS)
+
+reference-mesh-relu: $(STAMP)
+	$(REF_RUN) --grid mesh --out $(REF)/mesh --where model=relu $(REF_LEAN) $(ARGS)
+
+reference-mesh-%: $(STAMP)
+	$(REF_RUN) --grid mesh --out $(REF)/mesh --where task=$(call task_of,$*) \
+		--where model.basis_in=$(call rest_of,$*) $(REF_LEAN) $(ARGS)
+
+# The study grid is lean already (conf/sweep/study.yaml); its parts are norm x task.
+reference-study: $(addprefix reference-study-,$(STUDY_PARTS))
+	$(REF_RUN) --grid study --out $(REF)/study $(ARGS)
+
+reference-study-%: $(STAMP)
+	$(REF_RUN) --grid study --out $(REF)/study --where model.norm=$(call task_of,$*) \
+		--where task=$(call rest_of,$*) $(ARGS)
+
+reference-exact: $(STAMP)
+	$(REF_RUN) --grid exact --out $(REF)/exact $(REF_LEAN) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/iatrun bench $(ARGS)
