@@ -87,13 +87,17 @@ def curves(df: pd.DataFrame, sweep_dir: Path, task: str, main: tuple[str, bool],
         return False
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
-    name = {"heldout_mse": "held-out MSE", "accuracy_pct": "accuracy %"}.get(metric, metric)
+    name = {"heldout_mse": "held-out MSE", "accuracy_pct": "accuracy"}.get(metric, metric)
+
+    def shown(v: float) -> str:
+        return f"{v:.1f} %" if metric == "accuracy_pct" else f"{v:.3g}"
+
     drawn = 0
     for colour, pick in enumerate(picks):
         rows = ok[ok["model_key"] == pick].sort_values("seed")
         first = rows.iloc[0]
         label = "relu" if first["model"] == "relu" else f"{first['basis_in']} → {first['basis_out']}"
-        label = f"{label}: {name} {means[pick]:.3g} (mean of {len(rows)} seed{'s' * (len(rows) > 1)})"
+        label = f"{label}: {name} {shown(means[pick])} (mean of {len(rows)} seed{'s' * (len(rows) > 1)})"
         for r in rows.itertuples():
             c = read_curve(cell_dir(sweep_dir, r.key))
             if c is not None:
