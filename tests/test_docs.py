@@ -1,5 +1,5 @@
 """The README and docs/ pages: every relative link and image resolves, every anchor exists, and the
-README stays a front page."""
+README stays a front page whose claims table is study.md's."""
 
 import re
 from pathlib import Path
@@ -41,3 +41,26 @@ def test_the_readme_is_a_front_page_that_links_every_docs_page():
     assert "make test" in text and "make run" in text
     for page in PAGES[1:]:
         assert f"](docs/{page.name})" in text, page.name
+
+
+def _claim_rows(text: str) -> dict[str, list[str]]:
+    """The rows of a Markdown table whose first cell is a numbered claim, split into cells."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and re.match(r"\d\. ", cells[0]):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_the_readme_claims_table_is_the_one_study_md_gives():
+    """Each claim's "holds under k of K" and the default protocol's verdict, effect and interval
+    are study.md's, word for word (the README joins a cell's lines with "; ")."""
+    study_md = (ROOT / "results" / "reference" / "study" / "study.md").read_text()
+    header = next(line for line in study_md.splitlines() if line.startswith("| claim |"))
+    default = [c.strip() for c in header.strip("|").split("|")].index("norm=gain, wavelets=single")
+    study = _claim_rows(study_md)
+    readme = _claim_rows((ROOT / "README.md").read_text())
+    assert len(study) == 8 and list(readme) == list(study)
+    for claim, cells in study.items():
+        assert readme[claim][1:] == [cells[-1], cells[default].replace("<br>", "; ")], claim
