@@ -52,7 +52,7 @@ REF      := results/reference
 REF_LEAN := artifacts=lean train.log_every=10
 REF_RUN   = $(BIN)/iatrun sweep --jobs $(JOBS) --device $(DEVICE)
 BASES6   := rect pwl pwq fourier pwl-w rect-w
-MESH_IN  := fourier pwq pwl rect-w
+MESH_IN  := fourier pwq pwl rect-w rect
 PAPER_PARTS := baselines $(foreach t,fitting memorization,$(addprefix $(t)-,$(BASES6)))
 MESH_PARTS  := relu $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
 STUDY_PARTS := $(foreach n,gain none layer,$(addprefix $(n)-,fitting memorization))

@@ -72,6 +72,22 @@ def test_mesh_claim_from_a_mesh_sweep():
     assert claims.claim_mesh_ratio(mesh_sweep()).verdict == "holds"
 
 
+def test_mesh_claim_ranks_r_within_each_pair_and_leaves_out_the_rect_control():
+    """Two pairs a decade apart, each improving with r: within-pair ρ is 1 on every seed, while a
+    ρ pooled over both pairs would be pulled down by their gap. rect/rect (constant in r) and a
+    pair worse with r at a far lower MSE must not turn the verdict."""
+    import pandas as pd
+
+    df = mesh_sweep()
+    other = df.assign(basis_in="fourier", key=df["key"] + "f")
+    other.loc[other["task"] == "fitting", "heldout_mse"] *= 10  # a decade worse, same trend in r
+    control = df.assign(basis_in="rect", basis_out="rect", key=df["key"] + "r")
+    control.loc[control["task"] == "fitting", "heldout_mse"] = 1e-6  # best of all, flat in r
+    v = claims.claim_mesh_ratio(pd.concat([df, other, control], ignore_index=True))
+    fitting = next(p for p in v.parts if p.claim == "fitting")
+    assert fitting.verdict == "holds" and fitting.effect == pytest.approx(1.0)
+
+
 def test_exact_and_decoupled_variants():
     verdicts = {v.claim.split(" ")[0]: v.verdict for v in claims.variant_verdicts(variant_sweep())}
     assert verdicts == {"Exact": "holds", "Decoupling": "fails"}
