@@ -147,15 +147,13 @@ def halving(
         trials.append({"lr": lr, "steps": steps, "score": [v if v < math.inf else None for v in s]})
         return s
 
-    alive, last, i = list(rates), len(rungs) - 1, 0
-    while True:
+    alive: list[float] = list(rates)
+    scores: dict[float, Score] = {}
+    for i, count in schedule(len(rates), len(rungs), eta):
+        if scores:  # the best ``count`` of the rung before go on
+            alive = sorted(alive, key=lambda lr: (scores[lr], lr))[:count]
         scores = {lr: score(lr, rungs[i]) for lr in alive}
-        if i == last:
-            break
-        alive = sorted(alive, key=lambda lr: (scores[lr], lr))[: _keep(len(alive), eta)]
-        # a rung that would not cut the finalists is skipped: they go straight to the full budget
-        i = last if _keep(len(alive), eta) >= len(alive) else i + 1
-    deciding = rungs[last]
+    deciding = rungs[-1]
     best = min(alive, key=lambda lr: (scores[lr], lr))
     tried = list(rates)
     for _ in range(extend):
@@ -181,6 +179,20 @@ def halving(
         "decided_at_steps": deciding,
         "trials": trials,
     }
+
+
+def schedule(n: int, n_rungs: int, eta: int) -> list[tuple[int, int]]:
+    """What successive halving of ``n`` candidates over ``n_rungs`` rungs trains, as (rung index,
+    candidates trained there) pairs: after each rung the best 1/eta go on (at least the finalists),
+    and a rung that would not cut them is skipped, so they go straight to the last rung.
+    :func:`halving` follows it, and the sweep's time limit counts from it."""
+    plan, alive, i, last = [], n, 0, n_rungs - 1
+    while True:
+        plan.append((i, alive))
+        if i == last:
+            return plan
+        alive = _keep(alive, eta)
+        i = last if _keep(alive, eta) >= alive else i + 1
 
 
 def _keep(n: int, eta: int) -> int:

@@ -56,8 +56,10 @@ def cost_key(cfg: Mapping[str, Any]) -> str:
     import hashlib
     import json
 
+    from iatrun.digest import PRESENTATION
+
     train = {k: v for k, v in cfg["train"].items() if k not in ("lr", "steps", "tune", "log_every")}
-    keep = {k: v for k, v in cfg.items() if k not in ("seed", "out", "results_dir", "artifacts", "train")}
+    keep = {k: v for k, v in cfg.items() if k not in ("seed", "train", *PRESENTATION)}
     text = json.dumps({**keep, "train": train}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -66,21 +68,14 @@ def tune_plan(cfg: Mapping[str, Any]) -> tuple[int, int]:
     """At most how many steps and trials tuning ``cfg``'s setting trains: every rung of the halving,
     then every extension beyond the grid's edge, for each selection seed ((0, 0) when the rate is
     given)."""
-    from iatrun.tune import _keep, is_auto, rung_steps
+    from iatrun.tune import is_auto, rung_steps, schedule
 
     if not is_auto(cfg):
         return 0, 0
     t = cfg["train"]["tune"]
-    eta = int(t["eta"])
-    rungs = rung_steps(int(cfg["train"]["steps"]), eta, float(t["min_fraction"]))
-    alive, i, last = len(set(float(c) for c in t["candidates"])), 0, len(rungs) - 1
-    steps, trials = 0, 0
-    while True:
-        steps, trials = steps + alive * rungs[i], trials + alive
-        if i == last:
-            break
-        alive = _keep(alive, eta)
-        i = last if _keep(alive, eta) >= alive else i + 1
+    rungs = rung_steps(int(cfg["train"]["steps"]), int(t["eta"]), float(t["min_fraction"]))
+    plan = schedule(len(set(float(c) for c in t["candidates"])), len(rungs), int(t["eta"]))
+    steps, trials, last = sum(n * rungs[i] for i, n in plan), sum(n for _, n in plan), len(rungs) - 1
     steps, trials = steps + int(t["extend"]) * rungs[last], trials + int(t["extend"])
     return steps * len(t["seeds"]), trials * len(t["seeds"])
 
