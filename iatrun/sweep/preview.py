@@ -93,8 +93,10 @@ def _engine(folder: Path, pending: Sequence[Cell], work: Mapping[str, Any]) -> s
 
 
 def _time(pending: Sequence[Cell], jobs: int, tuned: set[str], engine: str) -> str:
-    """The estimate for ``jobs`` workers, each setting's cells kept together (it is tuned once)."""
-    from iatrun.sweep.timelimit import cost_key, estimate, span
+    """A range: at least the whole work spread evenly over ``jobs`` workers with no rate beyond the
+    grid's edge; at most the slowest worker when each setting's cells are dealt to one worker
+    together (it is tuned once) and every extension is trained, as the SLURM time limit counts."""
+    from iatrun.sweep.timelimit import cost_key, costs, estimate, span, task_seconds
 
     groups: dict[str, list[Cell]] = {}
     for cell in pending:
@@ -103,9 +105,22 @@ def _time(pending: Sequence[Cell], jobs: int, tuned: set[str], engine: str) -> s
     for group in sorted(groups.values(), key=len, reverse=True):
         min(parts, key=len).extend(group)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    est = estimate([p for p in parts if p], threads, tuned)
+    cost = costs(list(pending), threads)
+    est = estimate([p for p in parts if p], threads, tuned, cost)
+    low = task_seconds(pending, cost, tuned, extensions=False) / max(1, min(jobs, len(pending)))
+    high = max(est.minutes * 60, low)
     bound = "; stacked cells usually take less" if engine != "serial" else ""
     return (
-        f"estimated time: {span(est.minutes * 60)} of training in {jobs} worker(s) at {threads} "
-        f"thread(s) ({est.how}{bound}), plus the report"
+        f"estimated time: {span(low)} to {span(high)} of training in {jobs} worker(s) at {threads} "
+        f"thread(s) ({est.how}{bound}{_busy()}), plus the report"
     )
+
+
+def _busy() -> str:
+    """A warning when the timings were taken on a loaded machine (they scale with the load)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return ""
+    return f"; timed while busy, load {load:.1f} on {cores} cores: too high" if load > cores + 0.5 else ""

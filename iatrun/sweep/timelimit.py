@@ -64,10 +64,10 @@ def cost_key(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tune_plan(cfg: Mapping[str, Any]) -> tuple[int, int]:
+def tune_plan(cfg: Mapping[str, Any], extensions: bool = True) -> tuple[int, int]:
     """At most how many steps and trials tuning ``cfg``'s setting trains: every rung of the halving,
-    then every extension beyond the grid's edge, for each selection seed ((0, 0) when the rate is
-    given)."""
+    then (``extensions``) every extension beyond the grid's edge, for each selection seed ((0, 0)
+    when the rate is given)."""
     from iatrun.tune import is_auto, rung_steps, schedule
 
     if not is_auto(cfg):
@@ -76,7 +76,8 @@ def tune_plan(cfg: Mapping[str, Any]) -> tuple[int, int]:
     rungs = rung_steps(int(cfg["train"]["steps"]), int(t["eta"]), float(t["min_fraction"]))
     plan = schedule(len(set(float(c) for c in t["candidates"])), len(rungs), int(t["eta"]))
     steps, trials, last = sum(n * rungs[i] for i, n in plan), sum(n for _, n in plan), len(rungs) - 1
-    steps, trials = steps + int(t["extend"]) * rungs[last], trials + int(t["extend"])
+    extend = int(t["extend"]) if extensions else 0
+    steps, trials = steps + extend * rungs[last], trials + extend
     return steps * len(t["seeds"]), trials * len(t["seeds"])
 
 
@@ -147,16 +148,19 @@ def costs(cells: Sequence[Cell], threads: int, budget_s: float = PROBE_BUDGET_S)
     return out
 
 
-def task_seconds(part: Sequence[Cell], cost: Mapping[str, Cost], tuned: Set[str]) -> float:
+def task_seconds(
+    part: Sequence[Cell], cost: Mapping[str, Cost], tuned: Set[str], extensions: bool = True
+) -> float:
     """The estimated seconds of one task: its cells' training, and tuning each setting it may tune
-    (those not in ``tuned``, the settings whose rate is already chosen) once."""
+    (those not in ``tuned``, the settings whose rate is already chosen) once, counting every
+    extension beyond the rate grid's edge unless ``extensions`` is false."""
     from iatrun.tune import setting_hash
 
     total, tuning = 0.0, set()
     for cell in part:
         c = cost[cost_key(cell.config)]
         total += c.fixed_s + int(cell.config["train"]["steps"]) * c.step_s
-        steps, trials = tune_plan(cell.config)
+        steps, trials = tune_plan(cell.config, extensions)
         h = setting_hash(cell.config) if trials else None
         if h and h not in tuned and h not in tuning:
             tuning.add(h)
@@ -181,5 +185,7 @@ def estimate(
 
 
 def span(seconds: float) -> str:
-    """A duration as people read it: seconds under 90 s, else minutes."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    """A duration as people read it: seconds under 90 s, minutes under 90 min, else hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"

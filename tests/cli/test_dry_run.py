@@ -85,3 +85,13 @@ def test_sweep_dry_run_counts_what_a_rerun_would_resume(tmp_path, confdir):
     head = f"grid tiny: {N_CELLS} cells, 4 already finished, {N_CELLS - 4} to run"
     assert f"{head} → {out} (exists: a rerun resumes it)" in res.output
     assert files(out) == before
+
+
+def test_the_estimate_says_when_it_was_timed_on_a_busy_machine(monkeypatch):
+    from iatrun.sweep import preview
+
+    monkeypatch.setattr(preview.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(preview.os, "getloadavg", lambda: (4.9, 4.7, 3.6))
+    assert preview._busy() == "; timed while busy, load 4.9 on 2 cores: too high"
+    monkeypatch.setattr(preview.os, "getloadavg", lambda: (2.3, 2.0, 1.0))
+    assert preview._busy() == ""

@@ -37,6 +37,7 @@ def test_tuning_plan_counts_every_rung_and_extension():
     two_seeds = cells("train.lr=auto", "train.steps=8000", "train.tune.seeds=[1000,1001]")[0].config
     assert tune_plan(two_seeds) == (2 * tune_plan(cfg)[0], 20)
     assert tune_plan(cells("train.lr=0.001")[0].config) == (0, 0)
+    assert tune_plan(cfg, extensions=False) == (6 * 889 + 2 * 8000, 6 + 2)  # the dry run's low end
 
 
 def test_a_task_pays_for_its_cells_and_tunes_each_setting_once():
@@ -47,6 +48,10 @@ def test_a_task_pays_for_its_cells_and_tunes_each_setting_once():
     train = 3 * (2.0 + 900 * 0.01)
     assert task_seconds(part, cost, set()) == pytest.approx(train + steps * 0.01 + trials * 2.0)
     assert task_seconds(part, cost, {setting_hash(part[0].config)}) == pytest.approx(train)
+    low_steps, low_trials = tune_plan(part[0].config, extensions=False)
+    low = task_seconds(part, cost, set(), extensions=False)
+    assert low == pytest.approx(train + low_steps * 0.01 + low_trials * 2.0)
+    assert low < task_seconds(part, cost, set())
 
 
 def test_estimate_is_the_slowest_task_and_its_limit_has_a_margin():
@@ -85,3 +90,16 @@ def test_auto_limit_is_set_and_a_short_limit_is_said_to_be_short():
     assert note.startswith("warning: launcher timeout_min 1 is short: slowest of 1 task(s) estimated at")
     with pytest.raises(IatrunError, match="'timeout_min' must be an integer >= 1 or auto, got 0"):
         resolve_launcher({**LOCAL, "timeout_min": 0}, part)
+
+
+def test_durations_read_in_seconds_minutes_or_hours():
+    from iatrun.sweep.timelimit import span
+
+    assert [span(s) for s in (42, 89.4, 90, 5399, 5400, 36000)] == [
+        "42 s",
+        "89 s",
+        "1.5 min",
+        "90.0 min",
+        "1.5 h",
+        "10.0 h",
+    ]
