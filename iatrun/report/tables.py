@@ -135,4 +135,7 @@ def spearman(ours: pd.DataFrame, theirs: pd.DataFrame) -> float:
     a = ours.loc[rows, cols].values.ravel()
     b = theirs.loc[rows, cols].values.ravel()
     keep = np.isfinite(a) & np.isfinite(b)
-    return float(spearmanr(a[keep], b[keep]).statistic) if keep.sum() >= 3 else float("nan")
+    a, b = a[keep], b[keep]
+    if a.size < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")  # too few cells, or a constant table: no ranking to correlate
+    return float(spearmanr(a, b).statistic)

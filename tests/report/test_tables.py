@@ -44,3 +44,19 @@ def test_variant_table_has_each_pair_and_variant():
     assert set(table["variant"]) == {"iat-mesh", "iat-exact", "decoupled-exact"}
     row = table[(table["pair"] == "pwl/pwq") & (table["variant"] == "iat-exact")].iloc[0]
     assert row["mean"] == pytest.approx(5e-3 * 1.05) and row["seeds"] == 3
+
+
+def test_spearman_of_a_constant_table_is_nan_without_a_warning():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from iatrun.report.tables import spearman
+
+    flat = pd.DataFrame(np.full((2, 2), 0.5), index=["a", "b"], columns=["x", "y"])
+    ranked = pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], index=["a", "b"], columns=["x", "y"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(spearman(flat, ranked))
+        assert spearman(ranked, ranked) == 1.0
