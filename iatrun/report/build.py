@@ -29,6 +29,7 @@ from iatrun.report.markdown import body_md, demote, figures_md, header_md, split
 from iatrun.report.split import Variant, split
 from iatrun.report.tables import baselines_table, mesh_table, pair_table, variant_table
 from iatrun.sweep.cells import read_spec
+from iatrun.sweep.grid import parse_overrides
 
 # The metrics tabulated per task, beside each task's main metric.
 TABLE_METRICS = {
@@ -42,7 +43,7 @@ BUDGET_CHECK = "budget-check.md"  # a sweep with settings at the calibrated and 
 _TABLES = "|".join(f"{t}_{m}(_std)?" for t, ms in TABLE_METRICS.items() for m in ms)
 OWN_FILES = re.compile(
     rf"^({_TABLES}|baselines|mesh|variants)(__[A-Za-z0-9.+_~-]+)?\.csv$"
-    r"|^((fitting|memorization)_(heatmap|curves)|mesh)(__[A-Za-z0-9.+_~-]+)?\.(png|svg|pdf)$"
+    rf"|^((fitting|memorization)_(heatmap|curves)|mesh)(__[A-Za-z0-9.+_~-]+)?\.({'|'.join(plotstyle.FORMATS)})$"
 )
 
 # report.md's pieces (markdown.py), under the names the tests have always used
@@ -68,11 +69,11 @@ def sweep_style(sweep_dir: str | Path) -> PlotStyle:
     command line (sweep.yaml), over the defaults. IatrunError for a bad value."""
     spec = read_spec(sweep_dir)
     overrides = [*((spec.get("grid_spec") or {}).get("overrides") or []), *(spec.get("overrides") or [])]
-    section = {}
-    for text in map(str, overrides):
-        key, eq, raw = text.lstrip("+~").partition("=")
-        if eq and key.startswith("plots."):
-            section[key.removeprefix("plots.")] = yaml.safe_load(raw)
+    section = {
+        key.lstrip("+~").removeprefix("plots."): yaml.safe_load(values[-1])
+        for key, values in parse_overrides([str(o) for o in overrides])
+        if key.lstrip("+~").startswith("plots.")
+    }
     return PlotStyle.from_config(section)
 
 
