@@ -16,9 +16,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from iatrun.errors import IatrunError
 from iatrun.files import atomic_path
-from iatrun.plotstyle import FORMATS, current
+from iatrun.plotstyle import current, format_of
 
 # Most points a run-folder line plot draws: beyond a few per pixel column they only cost time.
 PLOT_POINTS = 2500
@@ -32,9 +31,7 @@ def save(fig: Figure, path: Path, tight: bool = True) -> None:
     run and sweep cell set fixed margins instead (``tight=False``), since sweeps draw hundreds.
     """
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise IatrunError(f"a figure must end in .png, .svg or .pdf, got {path.name}")
+    fmt = format_of(path.name)
     # no date and fixed element ids in an SVG, no date in a PDF: the same figure is the same file
     meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt, {})
     with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "iatrun"}):

@@ -74,6 +74,17 @@ def current() -> PlotStyle:
     return _STYLE.get() or DEFAULT
 
 
+def format_of(path: Any, what: str = "a figure", other: str = "") -> str:
+    """The figure format that ``path``'s suffix names; when it names none, an error saying that
+    ``what`` must end in one (``other``: what else it may be)."""
+    from pathlib import Path
+
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise IatrunError(f"{what} must end in .png, .svg or .pdf{other}, got {path}")
+    return fmt
+
+
 def figure_name(stem: str) -> str:
     """``stem`` with the current format's extension (``loss`` → ``loss.png``)."""
     return f"{stem}.{current().format}"

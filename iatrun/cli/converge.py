@@ -37,14 +37,14 @@ def converge(
     """
     from iatrun.analysis.converge import convergence, write_convergence
     from iatrun.errors import IatrunError
-    from iatrun.plotstyle import FORMATS
+    from iatrun.plotstyle import format_of
 
     basis_in, basis_out = value(basis_in), value(basis_out)
     for name, given in (("n", n), ("r-max", r_max), ("samples", samples)):
         if given < 1:
             raise IatrunError(f"--{name} must be an integer >= 1, got {given}")
-    if out is not None and Path(out).suffix.lower().lstrip(".") not in FORMATS:
-        raise IatrunError(f"--out must end in .png, .svg or .pdf, got {out}")
+    if out is not None:
+        format_of(out, "--out")
     ratios = range(1, r_max + 1)
     ms, errs, order = convergence(basis_in, basis_out, n=n, ratios=ratios, samples=samples, seed=seed)
     out = Path(out) if out else Path("results") / "converge" / f"{basis_in}-{basis_out}-n{n}.png"

@@ -10,7 +10,7 @@ import typer
 from iatrun.cli.choices import Basis, value
 from iatrun.cli.common import examples
 from iatrun.errors import IatrunError
-from iatrun.plotstyle import FORMATS
+from iatrun.plotstyle import format_of
 
 app = typer.Typer(
     help="Pictures of the IAT: its bases and how patterns move.",
@@ -27,8 +27,7 @@ def png_path(out: Path | None, name: str) -> Path:
     """Where to write: ``out`` if it names a .png, .svg or .pdf file, else
     ``<out or results/figures>/<name>``."""
     if out is not None and out.suffix:
-        if out.suffix.lower().lstrip(".") not in FORMATS:
-            raise IatrunError(f"--out must be a .png, .svg or .pdf file or a folder, got {out}")
+        format_of(out, "--out", " (or name a folder)")
         path = out
     else:
         path = (out or FIGURES) / name

@@ -45,7 +45,7 @@ def test_plot_pattern_to_a_file_and_to_a_folder(tmp_path, basis):
         (["plot", "pattern", "--basis-in", "fourrier"], "did you mean 'fourier'"),
         (["plot", "pattern", "--basis-in", "pwl", "--n", "0"], "--n must be an integer >= 1"),
         (["plot", "bases", "--n", "-2"], "--n must be an integer >= 1"),
-        (["plot", "bases", "--out", "x.jpg"], "--out must be a .png, .svg or .pdf file or a folder"),
+        (["plot", "bases", "--out", "x.jpg"], "--out must end in .png, .svg or .pdf (or name a folder), got"),
         (["plot", "pattern"], "--basis-in"),
     ],
 )

@@ -108,7 +108,7 @@ BAD = [
     (["plot", "bases", "--n", "0"], ">= 1"),
     (["converge", "--basis-in", "rect-ww"], "(did you mean 'rect-w'?)"),
     (["converge", "--out", "conv.gif"], "--out must end in .png, .svg or .pdf, got conv.gif"),
-    (["plot", "bases", "--out", "bases.jpg"], "--out must be a .png, .svg or .pdf file or a folder"),
+    (["plot", "bases", "--out", "bases.jpg"], "--out must end in .png, .svg or .pdf (or name a folder), got"),
     (["list", "colours"], "No such command"),
     (["launch"], "No such command"),
 ]
