@@ -106,7 +106,7 @@ def report(
     from rich.console import Console
 
     from iatrun.report.build import sweep_style
-    from iatrun.sweep.cells import check_sweep_dir
+    from iatrun.sweep.spec import check_sweep_dir
 
     check_sweep_dir(folder)
     style = sweep_style(folder).replace(format=value(fmt), dpi=dpi, heatmap_scale=value(heatmap_scale))

@@ -80,8 +80,9 @@ def sweep(
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
     from iatrun import provenance
-    from iatrun.sweep import cells, launch
     from iatrun.sweep import grid as grids
+    from iatrun.sweep import launch
+    from iatrun.sweep import spec as sweep_spec
 
     overrides, launch_over = _launcher_overrides(list(overrides or []))
     engine = value(engine)
@@ -91,8 +92,8 @@ def sweep(
     cell_overrides = overrides + ([f"device={device}"] if device else [])
     all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where or [])
     results_dir = all_cells[0].config.get("results_dir") or "results"
-    folder = Path(out) if out else cells.new_sweep_dir(grid, results_dir)
-    change = cells.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
+    folder = Path(out) if out else sweep_spec.new_sweep_dir(grid, results_dir)
+    change = sweep_spec.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
     if change:
         print(change, file=sys.stderr)
     if dry_run:
@@ -136,10 +137,11 @@ def _launcher_overrides(overrides: list[str]) -> tuple[list[str], dict]:
 def _dry_run(folder: Path, grid: str, all_cells, force: bool, how) -> None:
     """Print what the sweep would do (:mod:`iatrun.sweep.preview`); write nothing."""
     from iatrun.sweep import cells
+    from iatrun.sweep import spec as sweep_spec
     from iatrun.sweep.preview import describe
 
     jobs, launch_cfg, engine, stack_size = how
-    cells.check_sweep_out(folder)
+    sweep_spec.check_sweep_out(folder)
     pending = [c for c in all_cells if force or cells.cell_state(folder, c)[0] != "done"]
     work = {"engine": engine, "jobs": min(jobs, os.cpu_count() or 1), "stack_size": stack_size}
     if launch_cfg is not None and pending:
@@ -157,6 +159,7 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
     from rich.console import Console
 
     from iatrun.sweep import cells
+    from iatrun.sweep import spec as sweep_spec
 
     jobs, launch_cfg, quiet, engine, stack_size, detach = how
     live: dict[str, str] = {}
@@ -170,7 +173,7 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
         tuned = chosen_settings(cells.tune_dir(folder))
         launch_cfg, note = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live], tuned)
         print(note, file=sys.stderr)
-    cells.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
+    sweep_spec.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)
     if force:  # every cell again, and every learning rate chosen again
         from iatrun.tune import forget
 

@@ -28,8 +28,8 @@ from iatrun.report.collect import MAIN, collect, region_columns
 from iatrun.report.markdown import body_md, demote, figures_md, header_md, split_md, unfinished_md, why_md
 from iatrun.report.split import Variant, split
 from iatrun.report.tables import baselines_table, mesh_table, pair_table, variant_table
-from iatrun.sweep.cells import read_spec
 from iatrun.sweep.grid import parse_overrides
+from iatrun.sweep.spec import read_spec
 
 # The metrics tabulated per task, beside each task's main metric.
 TABLE_METRICS = {

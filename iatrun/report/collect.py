@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from iatrun.results import read_config, read_metrics
-from iatrun.sweep.cells import cell_dir, failed_config, key_state, read_spec
+from iatrun.sweep.cells import cell_dir, failed_config, key_state
+from iatrun.sweep.spec import read_spec
 
 # The headline metric of each task, as the paper reports it, and whether larger is better.
 MAIN = {"fitting": ("heldout_mse", False), "memorization": ("accuracy_pct", True)}

@@ -31,7 +31,7 @@ def load_sweep(path: str | Path) -> Sweep:
     they are (finished or not: see its ``state`` column); ``tables`` are those the last ``iatrun
     report`` (or sweep) wrote, indexed by their first column, and empty before any report."""
     from iatrun.report.collect import collect, region_columns
-    from iatrun.sweep.cells import check_sweep_dir
+    from iatrun.sweep.spec import check_sweep_dir
 
     path = Path(path)
     spec = check_sweep_dir(path)

@@ -16,7 +16,7 @@ from iatrun.report.collect import MAIN, ok_cells
 from iatrun.report.scores import complete, seed_list
 from iatrun.report.stats import LEVEL, not_tested
 from iatrun.report.tables import iat_cells, main_mesh_ratio, spearman
-from iatrun.sweep.cells import read_spec
+from iatrun.sweep.spec import read_spec
 
 
 def md_table(frame: pd.DataFrame, fmt: Callable[[float], str]) -> str:

@@ -30,7 +30,8 @@ from iatrun.report.markdown import num, split_md
 from iatrun.report.scores import complete
 from iatrun.report.stats import FAILS, HOLDS, INCONCLUSIVE, LEVEL, ONE_SEED, Verdict, not_tested
 from iatrun.report.tables import spearman
-from iatrun.sweep.cells import cell_dir, read_spec
+from iatrun.sweep.cells import cell_dir
+from iatrun.sweep.spec import read_spec
 
 TESTED = (HOLDS, FAILS, INCONCLUSIVE, ONE_SEED)  # the verdicts K counts
 

@@ -1,10 +1,11 @@
-"""The sweep folder and the cell protocol: claim (lock) → state → train → finish, for every engine.
+"""The cell protocol: claim (lock) → state → train → finish, for every engine.
 
-The sweep folder is the only shared state. Each cell lives in ``cells/<key>/``, a run folder
-(:mod:`iatrun.results`) plus ``done.json``, written last and atomically: a cell is finished exactly
-when ``done.json`` is present, parses, matches the cell's config and its run folder is sound. A
-cell is claimed through an OS file lock in ``locks/`` (released by the kernel if the process dies),
-so two sweeps, two workers or a requeued SLURM task pointed at one folder never run a cell twice.
+The sweep folder is the only shared state (its ``sweep.yaml``: :mod:`iatrun.sweep.spec`). Each cell
+lives in ``cells/<key>/``, a run folder (:mod:`iatrun.results`) plus ``done.json``, written last and
+atomically: a cell is finished exactly when ``done.json`` is present, parses, matches the cell's
+config and its run folder is sound. A cell is claimed through an OS file lock in ``locks/``
+(released by the kernel if the process dies), so two sweeps, two workers or a requeued SLURM task
+pointed at one folder never run a cell twice.
 
 Every engine and launcher goes through :func:`claimed` (which cells of a work item are this
 process's to run) and ends a cell with :func:`finish_cell` or :func:`fail_cell`, so a cell folder
@@ -16,24 +17,18 @@ from __future__ import annotations
 import copy
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from iatrun.errors import IatrunError
-from iatrun.files import read_json, remove_stages, staged_dir, stamp, unique_dir, write_json, write_text
-from iatrun.provenance import collect
+from iatrun.files import read_json, remove_stages, staged_dir, write_json
 from iatrun.results import check_run, save_result
 from iatrun.sweep.grid import Cell
 
 DONE = "done.json"  # written last: the cell is complete
 ERROR = "error.json"  # the cell crashed; rerun on resume
-SPEC = "sweep.yaml"  # the grid, the overrides, provenance and every cell's config hash
-SPEC_LOCK_TIMEOUT_S = 60.0  # longest wait for another sweep rewriting sweep.yaml
 
 
 # --- cell state --------------------------------------------------------------------------------
@@ -264,136 +259,3 @@ def reset_cell(sweep_dir: str | Path, cell: Cell) -> None:
         (cell_dir(sweep_dir, cell.key) / DONE).unlink(missing_ok=True)
     finally:
         lock.release()
-
-
-# --- the sweep folder --------------------------------------------------------------------------
-
-
-def new_sweep_dir(name: str, results_dir: str | Path = "results") -> Path:
-    """A fresh ``<results_dir>/sweeps/<grid>-<YYYYmmdd-HHMMSS>`` (-2, -3, … on a clash)."""
-    return unique_dir(Path(results_dir) / "sweeps", f"{name}-{stamp()}")
-
-
-def _provenance(grid: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """This run's entry of sweep.yaml's ``provenance:`` block (no device: each cell records its own)."""
-    entry = {"grid": grid["name"], **collect()}
-    entry["overrides"] = list(overrides)  # the sweep's own, whatever the command context says
-    return entry
-
-
-def check_sweep_out(path: str | Path) -> Path:
-    """Refuse a sweep folder that is a file, holds something other than a sweep, or cannot be made."""
-    from iatrun.files import check_new_dir
-
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise IatrunError(f"--out {path} exists and is not a folder")
-    # hidden files are ignored: a concurrent sweep may be writing sweep.yaml's temporary file
-    visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-    if visible and not (path / SPEC).is_file():
-        raise IatrunError(f"--out {path} is not empty and is not a sweep folder")
-    return path if path.exists() else check_new_dir(path)  # its parent takes new folders
-
-
-def prepare_sweep_dir(
-    path: str | Path, grid: Mapping[str, Any], overrides: Sequence[str], cells: Iterable[Cell]
-) -> Path:
-    """Create (or reuse, for resume) a sweep folder and write ``sweep.yaml``.
-
-    ``provenance:`` records the first run that made the folder; every later run into it (a resume)
-    is appended to its ``resumed:`` list. The rest of sweep.yaml is this run's grid and cells.
-    """
-    path = check_sweep_out(path)
-    spec = {
-        "grid": grid["name"],
-        "description": grid.get("description", ""),
-        "overrides": list(overrides),
-        "grid_spec": {k: v for k, v in grid.items() if k != "name"},
-        "provenance": _provenance(grid, overrides),
-        "cells": {c.key: c.config_hash for c in cells},
-    }
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with _spec_lock(path):  # two sweeps started together must not lose a provenance entry
-            first = _previous_provenance(path)
-            if first is None:  # a new folder (or one whose sweep.yaml has no readable block)
-                spec["provenance"]["resumed"] = []
-            else:
-                first["resumed"].append(spec["provenance"])
-                spec["provenance"] = first
-            write_text(path / SPEC, yaml.safe_dump(spec, sort_keys=False))
-        (path / "cells").mkdir(exist_ok=True)
-    except OSError as e:
-        raise IatrunError(f"cannot write to {path}: {e.strerror or e}") from None
-    return path
-
-
-@contextmanager
-def _spec_lock(path: Path) -> Iterator[None]:
-    from filelock import FileLock
-
-    # hidden: not a visible file of the folder; held for milliseconds, so a long wait means a lock
-    # file that cannot be opened, and its Timeout (an OSError) becomes "cannot write"
-    with FileLock(str(path / f".{SPEC}.lock"), timeout=SPEC_LOCK_TIMEOUT_S):
-        yield
-
-
-def _previous_provenance(path: Path) -> dict[str, Any] | None:
-    """The ``provenance:`` block of an existing sweep.yaml, or None (none yet, or unreadable)."""
-    try:
-        block = read_spec(path).get("provenance")
-    except IatrunError:
-        return None
-    if not isinstance(block, dict):
-        return None
-    if not isinstance(block.get("resumed"), list):
-        block["resumed"] = []
-    return block
-
-
-def grid_change(path: str | Path, grid: Mapping[str, Any], overrides: Sequence[str]) -> str | None:
-    """The warning for a rerun into a sweep folder made for another grid or other overrides, or None.
-
-    None as well for a new folder or an unreadable sweep.yaml. The order of the overrides does not
-    matter; a grid file edited since (same name, other content) counts as another grid.
-    """
-    path = Path(path)
-    if not (path / SPEC).is_file():
-        return None
-    try:
-        old = read_spec(path)
-    except IatrunError:
-        return None
-    name, old_name = grid["name"], old.get("grid")
-    new_spec = {k: v for k, v in grid.items() if k != "name"}
-    same_grid = old_name == name and old.get("grid_spec") == new_spec
-    old_over, new_over = [str(o) for o in old.get("overrides") or []], [str(o) for o in overrides]
-    if same_grid and sorted(old_over) == sorted(new_over):
-        return None
-    edited = " (its file edited since)" if old_name == name and not same_grid else ""
-    return (
-        f"warning: {path} was made for grid {old_name!r} with overrides {old_over}; "
-        f"now grid {name!r}{edited} with overrides {new_over}: the report will mix cells finished by "
-        "both runs (unchanged configs are kept, changed ones rerun, cells only the old grid has left out)"
-    )
-
-
-def read_spec(path: str | Path) -> dict[str, Any]:
-    """A sweep folder's ``sweep.yaml``: grid, description, overrides, grid_spec, provenance (folders
-    made before it have none), cells."""
-    try:
-        spec = yaml.safe_load((Path(path) / SPEC).read_text())
-        if not isinstance(spec, dict) or not isinstance(spec.get("cells"), dict):
-            raise TypeError
-        return spec
-    except (OSError, yaml.YAMLError, TypeError):
-        raise IatrunError(f"{path} is not a sweep folder (no readable sweep.yaml)") from None
-
-
-def check_sweep_dir(path: str | Path) -> dict[str, Any]:
-    """The sweep.yaml of a folder ``iatrun report`` may write into; IatrunError when it has no
-    readable sweep.yaml or no ``cells/`` folder (nothing is written either way)."""
-    spec = read_spec(path)
-    if not (Path(path) / "cells").is_dir():
-        raise IatrunError(f"{path} is not a sweep folder (no cells/ folder)")
-    return spec

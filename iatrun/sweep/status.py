@@ -18,7 +18,8 @@ import yaml
 
 from iatrun.errors import IatrunError
 from iatrun.files import read_json, write_json
-from iatrun.sweep.cells import SPEC, key_state
+from iatrun.sweep.cells import key_state
+from iatrun.sweep.spec import SPEC
 
 JOBS = "jobs.json"
 

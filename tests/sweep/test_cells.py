@@ -4,6 +4,7 @@ import pytest
 
 from iatrun.errors import IatrunError
 from iatrun.sweep import cells
+from iatrun.sweep import spec as sweep_spec
 from iatrun.sweep.grid import expand, load_grid
 
 
@@ -15,7 +16,7 @@ def swept(tmp_path_factory, one_thread):
     grid = load_grid("tiny", conf)
     all_cells = expand(grid, ["model.basis_in=rect", "model.basis_out=rect", "seed=0"], user_dir=conf)
     folder = tmp_path_factory.mktemp("sweep") / "s"
-    cells.prepare_sweep_dir(folder, grid, [], all_cells)
+    sweep_spec.prepare_sweep_dir(folder, grid, [], all_cells)
     rows = [cells.run_cell(folder, c) for c in all_cells]
     return folder, all_cells, rows
 
@@ -69,7 +70,7 @@ def test_a_changed_config_makes_a_finished_cell_stale(swept):
 def _spec(folder):
     import yaml
 
-    return yaml.safe_load((folder / cells.SPEC).read_text())
+    return yaml.safe_load((folder / sweep_spec.SPEC).read_text())
 
 
 def test_sweep_yaml_records_provenance_and_every_cell_its_own(swept):
@@ -103,8 +104,8 @@ def test_a_resume_appends_to_the_provenance_block(swept, tmp_path):
     shutil.copytree(folder, copy)
     first = _spec(copy)["provenance"]
     grid = load_grid("tiny", write_grids(tmp_path / "conf"))
-    cells.prepare_sweep_dir(copy, grid, [], all_cells)
-    cells.prepare_sweep_dir(copy, grid, ["train.lr=0.01"], all_cells)
+    sweep_spec.prepare_sweep_dir(copy, grid, [], all_cells)
+    sweep_spec.prepare_sweep_dir(copy, grid, ["train.lr=0.01"], all_cells)
     spec = _spec(copy)
     block = spec["provenance"]
     assert {k: v for k, v in block.items() if k != "resumed"} == {
@@ -114,7 +115,29 @@ def test_a_resume_appends_to_the_provenance_block(swept, tmp_path):
     assert all("resumed" not in r for r in block["resumed"])
     assert spec["overrides"] == ["train.lr=0.01"]  # the rest of sweep.yaml is the latest run's
     assert spec["cells"] == {c.key: c.config_hash for c in all_cells}
-    assert list(cells.read_spec(copy)["cells"]) == [c.key for c in all_cells]
+    assert list(sweep_spec.read_spec(copy)["cells"]) == [c.key for c in all_cells]
+
+
+def test_parts_of_one_grid_add_up_and_another_grid_replaces_them(tmp_path):
+    from _support import write_grids
+
+    conf = write_grids(tmp_path / "conf")
+    tiny, slow = load_grid("tiny", conf), load_grid("slow", conf)
+    every = expand(tiny, ["seed=0"], user_dir=conf)
+    fitting_rect = [c for c in every if "rect-rect" in c.key]
+    relu = [c for c in every if "/relu/" in c.key]
+    assert fitting_rect and relu and len(fitting_rect) + len(relu) < len(every)
+    folder = tmp_path / "s"
+    sweep_spec.prepare_sweep_dir(folder, tiny, ["seed=0"], fitting_rect)  # part 1 (--where …)
+    sweep_spec.prepare_sweep_dir(folder, tiny, ["seed=0"], relu)  # part 2
+    listed = sweep_spec.read_spec(folder)["cells"]
+    assert list(listed) == [c.key for c in fitting_rect + relu]  # both parts, in the order they ran
+    sweep_spec.prepare_sweep_dir(folder, tiny, ["seed=0"], fitting_rect)  # part 1 again: nothing new
+    assert sweep_spec.read_spec(folder)["cells"] == listed
+    sweep_spec.prepare_sweep_dir(folder, tiny, ["seed=0", "train.lr=0.01"], relu)  # other overrides
+    assert list(sweep_spec.read_spec(folder)["cells"]) == [c.key for c in relu]
+    sweep_spec.prepare_sweep_dir(folder, slow, ["seed=0", "train.lr=0.01"], fitting_rect)  # other grid
+    assert list(sweep_spec.read_spec(folder)["cells"]) == [c.key for c in fitting_rect]
 
 
 def test_grid_change_warns_only_for_another_grid_or_other_overrides(swept, tmp_path):
@@ -123,14 +146,14 @@ def test_grid_change_warns_only_for_another_grid_or_other_overrides(swept, tmp_p
     folder, _, _ = swept
     conf = write_grids(tmp_path / "conf")
     tiny, slow = load_grid("tiny", conf), load_grid("slow", conf)
-    assert cells.grid_change(folder, tiny, []) is None
-    assert cells.grid_change(tmp_path / "new", slow, ["seed=3"]) is None  # no sweep.yaml yet
-    msg = cells.grid_change(folder, tiny, ["train.lr=0.01"])
+    assert sweep_spec.grid_change(folder, tiny, []) is None
+    assert sweep_spec.grid_change(tmp_path / "new", slow, ["seed=3"]) is None  # no sweep.yaml yet
+    msg = sweep_spec.grid_change(folder, tiny, ["train.lr=0.01"])
     assert msg.startswith(f"warning: {folder} was made for grid 'tiny' with overrides []; ")
     assert "now grid 'tiny' with overrides ['train.lr=0.01']:" in msg and "\n" not in msg
-    assert "now grid 'slow' with overrides []:" in cells.grid_change(folder, slow, [])
+    assert "now grid 'slow' with overrides []:" in sweep_spec.grid_change(folder, slow, [])
     tiny["seeds"] = [5]  # the same name, its file edited since
-    assert "now grid 'tiny' (its file edited since)" in cells.grid_change(folder, tiny, [])
+    assert "now grid 'tiny' (its file edited since)" in sweep_spec.grid_change(folder, tiny, [])
 
 
 def test_overrides_in_another_order_are_the_same_grid(tmp_path):
@@ -138,9 +161,9 @@ def test_overrides_in_another_order_are_the_same_grid(tmp_path):
 
     grid = load_grid("tiny", write_grids(tmp_path / "conf"))
     folder = tmp_path / "s"
-    cells.prepare_sweep_dir(folder, grid, ["a=1", "b=2"], [])
-    assert cells.grid_change(folder, grid, ["b=2", "a=1"]) is None
-    assert cells.grid_change(folder, grid, ["a=1"]) is not None
+    sweep_spec.prepare_sweep_dir(folder, grid, ["a=1", "b=2"], [])
+    assert sweep_spec.grid_change(folder, grid, ["b=2", "a=1"]) is None
+    assert sweep_spec.grid_change(folder, grid, ["a=1"]) is not None
 
 
 def test_check_sweep_dir_wants_sweep_yaml_and_cells(swept, tmp_path):
@@ -149,15 +172,15 @@ def test_check_sweep_dir_wants_sweep_yaml_and_cells(swept, tmp_path):
     from iatrun.errors import IatrunError
 
     folder, all_cells, _ = swept
-    assert cells.check_sweep_dir(folder)["grid"] == "tiny"
+    assert sweep_spec.check_sweep_dir(folder)["grid"] == "tiny"
     no_cells = tmp_path / "no_cells"
     no_cells.mkdir()
-    shutil.copy(folder / cells.SPEC, no_cells / cells.SPEC)
+    shutil.copy(folder / sweep_spec.SPEC, no_cells / sweep_spec.SPEC)
     with pytest.raises(IatrunError, match=r"is not a sweep folder \(no cells/ folder\)"):
-        cells.check_sweep_dir(no_cells)
+        sweep_spec.check_sweep_dir(no_cells)
     (tmp_path / "no_spec" / "cells").mkdir(parents=True)
     with pytest.raises(IatrunError, match=r"is not a sweep folder \(no readable sweep.yaml\)"):
-        cells.check_sweep_dir(tmp_path / "no_spec")
+        sweep_spec.check_sweep_dir(tmp_path / "no_spec")
 
 
 def test_lean_cells_keep_only_the_small_files_and_a_rerun_finds_them_done(tmp_path, one_thread):
@@ -172,7 +195,7 @@ def test_lean_cells_keep_only_the_small_files_and_a_rerun_finds_them_done(tmp_pa
     full = expand(grid, over, user_dir=conf)
     assert [c.config_hash for c in lean] == [c.config_hash for c in full]  # what is kept is not the result
     folder = tmp_path / "s"
-    cells.prepare_sweep_dir(folder, grid, [], lean)
+    sweep_spec.prepare_sweep_dir(folder, grid, [], lean)
     row = cells.run_cell(folder, lean[0])
     run = cells.cell_dir(folder, lean[0].key)
     assert row["state"] == "done" and check_run(run) is None
