@@ -45,16 +45,27 @@ paper: $(STAMP)
 
 # The reference results (docs/results.md): four sweep folders under results/reference/, each made
 # part by part (every part a resumable sweep that fits in 90 minutes on 2 CPU cores), then
-# reported whole. `make reference-paper` runs its parts in order; `make reference-paper-fitting-pwq`
-# runs one; an interrupted part resumes where it stopped. Lean cells (no model.pt, no figures, a
-# curve point every 10 steps) keep the folders small enough to commit.
+# reported whole; `make reference-parts` lists the parts. Paper parts are task x input row x half
+# of the output columns (local: rect, pwl, pwq; rest: fourier and the wavelets), mesh parts
+# task x input x mesh ratios (low: 1, 2, 4; r8; r16). `make reference-paper` runs every part in
+# order, `make reference-paper-fitting-pwq` both halves of a row, `make
+# reference-paper-fitting-pwq-local` one part. An interrupted part resumes where it stopped, and
+# each part's report covers every part done so far. Lean cells (no model.pt, no figures, a curve
+# point every 10 steps) keep the folders small enough to commit.
 REF      := results/reference
 REF_LEAN := artifacts=lean train.log_every=10
 REF_RUN   = $(BIN)/iatrun sweep --jobs $(JOBS) --device $(DEVICE)
 BASES6   := rect pwl pwq fourier pwl-w rect-w
 MESH_IN  := fourier pwq pwl rect-w rect
-PAPER_PARTS := baselines $(foreach t,fitting memorization,$(addprefix $(t)-,$(BASES6)))
-MESH_PARTS  := relu $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
+OUT_local := rect,pwl,pwq
+OUT_rest := fourier,pwl-w,rect-w
+PAPER_ROWS  := $(foreach t,fitting memorization,$(addprefix $(t)-,$(BASES6)))
+PAPER_PARTS := baselines $(foreach r,$(PAPER_ROWS),$(r)-local $(r)-rest)
+R_low := 1,2,4
+R_r8  := 8
+R_r16 := 16
+MESH_ROWS   := $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
+MESH_PARTS  := relu $(foreach r,$(MESH_ROWS),$(r)-low $(r)-r8 $(r)-r16)
 STUDY_PARTS := $(foreach n,gain none layer,$(addprefix $(n)-,fitting memorization))
 task_of  = $(firstword $(subst -, ,$(1)))
 rest_of  = $(patsubst $(call task_of,$(1))-%,%,$(1))
@@ -73,9 +84,14 @@ reference-paper: $(addprefix reference-paper-,$(PAPER_PARTS))
 reference-paper-baselines: $(STAMP)
 	$(REF_RUN) --grid paper --out $(REF)/paper --where model=relu,tanh,sigmoid $(REF_LEAN) $(ARGS)
 
-reference-paper-%: $(STAMP)
-	$(REF_RUN) --grid paper --out $(REF)/paper --where task=$(call task_of,$*) \
-		--where model.basis_in=$(call rest_of,$*) $(REF_LEAN) $(ARGS)
+# One part: row $(1) (task-input), output half $(2); and the row as both of its halves.
+define paper_part
+reference-paper-$(1)-$(2): $$(STAMP)
+	$$(REF_RUN) --grid paper --out $$(REF)/paper --where task=$(call task_of,$(1)) \
+		--where model.basis_in=$(call rest_of,$(1)) --where model.basis_out=$$(OUT_$(2)) $$(REF_LEAN) $$(ARGS)
+endef
+$(foreach r,$(PAPER_ROWS),$(foreach h,local rest,$(eval $(call paper_part,$(r),$(h)))))
+$(foreach r,$(PAPER_ROWS),$(eval reference-paper-$(r): reference-paper-$(r)-local reference-paper-$(r)-rest))
 
 reference-mesh: $(addprefix reference-mesh-,$(MESH_PARTS))
 	$(REF_RUN) --grid mesh --out $(REF)/mesh $(REF_LEAN) $(ARGS)
@@ -83,9 +99,14 @@ reference-mesh: $(addprefix reference-mesh-,$(MESH_PARTS))
 reference-mesh-relu: $(STAMP)
 	$(REF_RUN) --grid mesh --out $(REF)/mesh --where model=relu $(REF_LEAN) $(ARGS)
 
-reference-mesh-%: $(STAMP)
-	$(REF_RUN) --grid mesh --out $(REF)/mesh --where task=$(call task_of,$*) \
-		--where model.basis_in=$(call rest_of,$*) $(REF_LEAN) $(ARGS)
+# One part: row $(1) (task-input) at the mesh ratios $(2) names (low: r = 1, 2, 4); the row whole.
+define mesh_part
+reference-mesh-$(1)-$(2): $$(STAMP)
+	$$(REF_RUN) --grid mesh --out $$(REF)/mesh --where task=$(call task_of,$(1)) \
+		--where model.basis_in=$(call rest_of,$(1)) --where model.mesh_ratio=$$(R_$(2)) $$(REF_LEAN) $$(ARGS)
+endef
+$(foreach r,$(MESH_ROWS),$(foreach h,low r8 r16,$(eval $(call mesh_part,$(r),$(h)))))
+$(foreach r,$(MESH_ROWS),$(eval reference-mesh-$(r): $(addprefix reference-mesh-$(r)-,low r8 r16)))
 
 # The study grid is lean already (conf/sweep/study.yaml); its parts are norm x task.
 reference-study: $(addprefix reference-study-,$(STUDY_PARTS))
