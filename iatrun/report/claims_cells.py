@@ -79,13 +79,18 @@ def claim_mesh_ratio(df: pd.DataFrame) -> Verdict:
 
 
 def _jump_parts(ok: pd.DataFrame, task: str, cont: list[str]) -> list[Verdict]:
-    """relu − continuous-input IAT cells (mean), per seed, of jump count and of total jump size."""
+    """relu − continuous-input IAT cells (mean), per seed, of jump count and of total jump size;
+    untested unless every continuous input row of the table is there with every output column."""
+    from iatrun.report.scores import all_bases
+
     g = ok[ok["task"] == task] if not ok.empty else ok
     relu = g[g["model"] == "relu"] if not g.empty else g
     iat = g[(g["model"] == "iat") & g["basis_in"].isin(cont)] if not g.empty else g
+    pairs = set(zip(iat["basis_in"], iat["basis_out"], strict=True)) if not iat.empty else set()
+    rows_whole = all((i, o) in pairs for i in cont for o in all_bases())
     out = []
     for col, label, unit in (("loss_jumps", "jumps", "jumps"), ("loss_jump_total", "size", "Σ rel. rise")):
-        if relu.empty or iat.empty or col not in g:
+        if relu.empty or not rows_whole or col not in g:
             out.append(untested(f"{task} {label}", PARTIAL, unit))
             continue
         data = {

@@ -173,3 +173,18 @@ def test_claim_7_fitting_needs_every_pair_while_memorisation_needs_only_the_base
     assert parts["memorization"] == "holds"  # relu 90 % against tanh 85 % and sigmoid 84 %
     full = claims.claim_smooth_activations({t: per_seed(df, t) for t in ("fitting", "memorization")})
     assert {p.claim: p.verdict for p in full.parts}["fitting"] == "holds"  # 3e-6 beats the pairs' 1e-3
+
+
+def test_claim_8_needs_every_continuous_row_whole():
+    """The continuous rows' mean against relu: tested on the whole table, not on one row of it (the
+    paper grid run in parts has the fourier row long before the others)."""
+    df = cells(lambda *_: 85.0, lambda *_: 1e-3)  # IAT cells jump once (0.1), relu 5 times (2 + seed)
+    whole = {p.claim: p.verdict for p in claims.claim_stability(df).parts}
+    assert whole == {f"{t} {k}": "holds" for t in ("fitting", "memorization") for k in ("jumps", "size")}
+    one_row = df[(df["model"] != "iat") | (df["basis_in"] == "fourier")]
+    v = claims.claim_stability(one_row)
+    assert {p.verdict for p in v.parts} == {
+        "not tested: partial grid"
+    } and v.verdict == "not tested: partial grid"
+    no_column = df[(df["model"] != "iat") | (df["basis_out"] != "rect-w")]
+    assert claims.claim_stability(no_column).verdict == "not tested: partial grid"
