@@ -10,8 +10,10 @@ into every run folder and :mod:`iatrun.sweep.cells` as the ``provenance:`` block
     commit     ``git rev-parse HEAD`` of the checkout iatrun runs from, or null: not a checkout (the
                package folder's parent must be the repository's top level, so a copy installed in a
                venv inside some other repository is not mistaken for it), git missing, or git failing
-    dirty      whether ``git status --porcelain`` of that checkout lists anything (tracked changes
-               or untracked files that are not ignored), or null with ``commit``
+    dirty      whether the code that ran differs from that commit: ``git status --porcelain`` lists
+               a change or an untracked file (not ignored) in the package, ``conf/`` or
+               ``pyproject.toml``; results written into the checkout do not count. Null with
+               ``commit``
     versions   python, torch, iatrun, and the CUDA torch was built for (null on a CPU build)
     host       the host name
     device     the device the tensors were on: ``cpu`` or ``cuda:<index>`` (only when given)
@@ -68,6 +70,9 @@ def _git(folder: Path, *args: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
+CODE_PATHS = ("conf", "pyproject.toml")  # beside the package: what makes a result, besides the code
+
+
 @cache
 def git_state(folder: str) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout whose top level holds the package ``folder``; (None, None)
@@ -77,7 +82,7 @@ def git_state(folder: str) -> tuple[str | None, bool | None]:
     lines = (head or "").split()
     if len(lines) != 2 or Path(lines[0]).resolve() != path.parent.resolve():
         return None, None
-    status = _git(path.parent, "status", "--porcelain")
+    status = _git(path.parent, "status", "--porcelain", "--", path.name, *CODE_PATHS)
     return lines[1], (None if status is None else bool(status.strip()))
 
 

@@ -107,6 +107,7 @@ def test_the_checkout_must_hold_the_package_at_its_top(tmp_path):
     repo = tmp_path / "repo"
     (repo / "iatrun").mkdir(parents=True)
     (repo / "iatrun" / "mod.py").write_text("x = 1\n")
+    (repo / "README.md").write_text("readme\n")
     (repo / "site" / "iatrun").mkdir(parents=True)
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
@@ -114,7 +115,15 @@ def test_the_checkout_must_hold_the_package_at_its_top(tmp_path):
     head = _git(repo, "rev-parse", "HEAD").strip()
     uncached = provenance.git_state.__wrapped__
     assert uncached(str(repo / "iatrun")) == (head, False)
-    (repo / "iatrun" / "new.py").write_text("y = 2\n")  # untracked, not ignored: dirty
+    (repo / "results").mkdir()
+    (repo / "results" / "cells.csv").write_text("a\n")  # results written into the checkout: clean
+    (repo / "README.md").write_text("changed\n")
+    assert uncached(str(repo / "iatrun")) == (head, False)
+    (repo / "conf" / "sweep").mkdir(parents=True)
+    (repo / "conf" / "sweep" / "mine.yaml").write_text("seeds: [0]\n")  # a config: dirty
+    assert uncached(str(repo / "iatrun")) == (head, True)
+    (repo / "conf" / "sweep" / "mine.yaml").unlink()
+    (repo / "iatrun" / "new.py").write_text("y = 2\n")  # untracked code, not ignored: dirty
     assert uncached(str(repo / "iatrun")) == (head, True)
     assert uncached(str(repo / "site" / "iatrun")) == (None, None)
 
