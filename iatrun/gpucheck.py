@@ -115,8 +115,8 @@ def end_to_end(grid: str, seeds: Sequence[int], device: torch.device, out: Path,
     import pandas as pd
 
     from iatrun.report.build import build
-    from iatrun.sweep import cells as cell_files
     from iatrun.sweep import run
+    from iatrun.sweep import spec as sweep_spec
     from iatrun.sweep.grid import expand, load_grid
 
     t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def end_to_end(grid: str, seeds: Sequence[int], device: torch.device, out: Path,
     seed_list = f"seed={','.join(str(s) for s in seeds)}"
     over = [FIXED_LR, f"device={device.type}", seed_list, *overrides]
     cells = expand(spec, over)
-    cell_files.prepare_sweep_dir(out, spec, over, cells)
+    sweep_spec.prepare_sweep_dir(out, spec, over, cells)
     t1 = time.perf_counter()
     run.run_cells(out, cells, jobs=1, engine="batched")
     t2 = time.perf_counter()
