@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from iatrun.errors import IatrunError
@@ -77,8 +78,6 @@ def current() -> PlotStyle:
 def format_of(path: Any, what: str = "a figure", other: str = "") -> str:
     """The figure format that ``path``'s suffix names; when it names none, an error saying that
     ``what`` must end in one (``other``: what else it may be)."""
-    from pathlib import Path
-
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise IatrunError(f"{what} must end in .png, .svg or .pdf{other}, got {path}")

@@ -122,13 +122,12 @@ def grid_change(path: str | Path, grid: Mapping[str, Any], overrides: Sequence[s
     None as well for a new folder or an unreadable sweep.yaml. The order of the overrides does not
     matter; a grid file edited since (same name, other content) counts as another grid.
     """
-    path = Path(path)
-    old = _previous_spec(path) if (path / SPEC).is_file() else None
+    old = _previous_spec(Path(path))
     if old is None or _same_grid(old, grid, overrides):
         return None
     name, old_name = grid["name"], old.get("grid")
     old_over, new_over = [str(o) for o in old.get("overrides") or []], [str(o) for o in overrides]
-    edited = " (its file edited since)" if old_name == name and not _same_grid(old, grid, old_over) else ""
+    edited = " (its file edited since)" if old_name == name and not _same_file(old, grid) else ""
     return (
         f"warning: {path} was made for grid {old_name!r} with overrides {old_over}; "
         f"now grid {name!r}{edited} with overrides {new_over}: the report will mix cells finished by "
@@ -136,12 +135,16 @@ def grid_change(path: str | Path, grid: Mapping[str, Any], overrides: Sequence[s
     )
 
 
+def _same_file(old: Mapping[str, Any], grid: Mapping[str, Any]) -> bool:
+    """Whether sweep.yaml ``old`` was written for ``grid``: the same name and the same content."""
+    content = {k: v for k, v in grid.items() if k != "name"}
+    return old.get("grid") == grid["name"] and old.get("grid_spec") == content
+
+
 def _same_grid(old: Mapping[str, Any], grid: Mapping[str, Any], overrides: Sequence[str]) -> bool:
-    """Whether sweep.yaml ``old`` was written for ``grid`` (same name, same content) with
-    ``overrides`` (in any order)."""
-    same_spec = old.get("grid_spec") == {k: v for k, v in grid.items() if k != "name"}
+    """Whether sweep.yaml ``old`` was written for ``grid`` with ``overrides`` (in any order)."""
     old_over = sorted(str(o) for o in old.get("overrides") or [])
-    return old.get("grid") == grid["name"] and same_spec and old_over == sorted(str(o) for o in overrides)
+    return _same_file(old, grid) and old_over == sorted(str(o) for o in overrides)
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
