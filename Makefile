@@ -66,6 +66,8 @@ R_r8  := 8
 R_r16 := 16
 MESH_ROWS   := $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
 MESH_PARTS  := relu $(foreach r,$(MESH_ROWS),$(r)-low $(r)-r8 $(r)-r16)
+# The mesh grid's r = 4 cells and relu are paper-grid cells: copied from there when it has them.
+MESH_REUSE = $(if $(wildcard $(REF)/paper/cells),--reuse $(REF)/paper)
 STUDY_PARTS := $(foreach n,gain none layer,$(addprefix $(n)-,fitting memorization))
 task_of  = $(firstword $(subst -, ,$(1)))
 rest_of  = $(patsubst $(call task_of,$(1))-%,%,$(1))
@@ -94,16 +96,17 @@ $(foreach r,$(PAPER_ROWS),$(foreach h,local rest,$(eval $(call paper_part,$(r),$
 $(foreach r,$(PAPER_ROWS),$(eval reference-paper-$(r): reference-paper-$(r)-local reference-paper-$(r)-rest))
 
 reference-mesh: $(addprefix reference-mesh-,$(MESH_PARTS))
-	$(REF_RUN) --grid mesh --out $(REF)/mesh $(REF_LEAN) $(ARGS)
+	$(REF_RUN) --grid mesh --out $(REF)/mesh $(MESH_REUSE) $(REF_LEAN) $(ARGS)
 
 reference-mesh-relu: $(STAMP)
-	$(REF_RUN) --grid mesh --out $(REF)/mesh --where model=relu $(REF_LEAN) $(ARGS)
+	$(REF_RUN) --grid mesh --out $(REF)/mesh --where model=relu $(MESH_REUSE) $(REF_LEAN) $(ARGS)
 
 # One part: row $(1) (task-input) at the mesh ratios $(2) names (low: r = 1, 2, 4); the row whole.
 define mesh_part
 reference-mesh-$(1)-$(2): $$(STAMP)
 	$$(REF_RUN) --grid mesh --out $$(REF)/mesh --where task=$(call task_of,$(1)) \
-		--where model.basis_in=$(call rest_of,$(1)) --where model.mesh_ratio=$$(R_$(2)) $$(REF_LEAN) $$(ARGS)
+		--where model.basis_in=$(call rest_of,$(1)) --where model.mesh_ratio=$$(R_$(2)) $$(MESH_REUSE) \
+		$$(REF_LEAN) $$(ARGS)
 endef
 $(foreach r,$(MESH_ROWS),$(foreach h,low r8 r16,$(eval $(call mesh_part,$(r),$(h)))))
 $(foreach r,$(MESH_ROWS),$(eval reference-mesh-$(r): $(addprefix reference-mesh-$(r)-,low r8 r16)))

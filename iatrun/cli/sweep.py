@@ -57,6 +57,11 @@ def sweep(
         autocompletion=complete_launcher,
     ),
     force: bool = flag("--force", help="Rerun every cell, finished ones included."),
+    reuse: list[Path] = typer.Option(
+        None,
+        help="A sweep folder whose finished cells of the same config, and chosen rates, are copied, not "
+        "trained again (repeatable; e.g. the mesh grid's r=4 cells from the paper grid's folder).",
+    ),
     device: str = typer.Option(
         None,
         help="auto | cpu | cuda | cuda:N for every cell.",
@@ -80,7 +85,6 @@ def sweep(
 ) -> None:
     """Run a grid of fit cells into a sweep folder, then write its tables, figures and report.md."""
     from iatrun import provenance
-    from iatrun.sweep import grid as grids
     from iatrun.sweep import launch
     from iatrun.sweep import spec as sweep_spec
 
@@ -88,19 +92,33 @@ def sweep(
     engine = value(engine)
     _check_flags(launcher, jobs, engine, detach, launch_over, config_dir)
     launch_cfg = launch.launcher_config(launcher, config_dir, launch_over) if launcher != "none" else None
-    spec = grids.load_grid(grid, config_dir)
     cell_overrides = overrides + ([f"device={device}"] if device else [])
-    all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where or [])
-    results_dir = all_cells[0].config.get("results_dir") or "results"
-    folder = Path(out) if out else sweep_spec.new_sweep_dir(grid, results_dir)
+    place = (out, reuse, force)
+    spec, all_cells, folder, sources = _grid_cells(grid, config_dir, cell_overrides, where or [], place)
     change = sweep_spec.grid_change(folder, spec, cell_overrides)  # before sweep.yaml is rewritten
     if change:
         print(change, file=sys.stderr)
     if dry_run:
-        return _dry_run(folder, grid, all_cells, force, (jobs, launch_cfg, engine, stack_size))
+        return _dry_run(folder, grid, all_cells, (force, sources), (jobs, launch_cfg, engine, stack_size))
     with provenance.command(cell_overrides):  # every cell's provenance.json records them
         how = (jobs, launch_cfg, quiet, engine, stack_size, detach)
-        _sweep_into(folder, spec, cell_overrides, all_cells, force, how)
+        _sweep_into(folder, spec, cell_overrides, all_cells, (force, sources), how)
+
+
+def _grid_cells(grid: str, config_dir, cell_overrides: list[str], where: list[str], place):
+    """The grid, its cells as composed and selected (every one validated), the sweep folder and the
+    ``--reuse`` folders, checked (``place``: --out, --reuse, --force)."""
+    from iatrun.sweep import grid as grids
+    from iatrun.sweep import spec as sweep_spec
+    from iatrun.sweep.reuse import check_sources
+
+    out, reuse, force = place
+
+    spec = grids.load_grid(grid, config_dir)
+    all_cells = grids.select(grids.expand(spec, cell_overrides, user_dir=config_dir), where)
+    results_dir = all_cells[0].config.get("results_dir") or "results"
+    folder = Path(out) if out else sweep_spec.new_sweep_dir(grid, results_dir)
+    return spec, all_cells, folder, check_sources(reuse or [], folder, force)
 
 
 def _check_flags(launcher, jobs, engine, detach, launch_over, config_dir) -> None:
@@ -134,15 +152,21 @@ def _launcher_overrides(overrides: list[str]) -> tuple[list[str], dict]:
     return overrides, launch_over
 
 
-def _dry_run(folder: Path, grid: str, all_cells, force: bool, how) -> None:
+def _dry_run(folder: Path, grid: str, all_cells, redo, how) -> None:
     """Print what the sweep would do (:mod:`iatrun.sweep.preview`); write nothing."""
     from iatrun.sweep import cells
     from iatrun.sweep import spec as sweep_spec
     from iatrun.sweep.preview import describe
+    from iatrun.sweep.reuse import matches
 
+    force, sources = redo
     jobs, launch_cfg, engine, stack_size = how
     sweep_spec.check_sweep_out(folder)
     pending = [c for c in all_cells if force or cells.cell_state(folder, c)[0] != "done"]
+    taken = matches(folder, pending, sources) if sources else {}
+    if taken:
+        print(f"{len(taken)} cells would be copied from {', '.join(map(str, sources))}, not trained")
+        pending = [c for c in pending if c.key not in taken]
     work = {"engine": engine, "jobs": min(jobs, os.cpu_count() or 1), "stack_size": stack_size}
     if launch_cfg is not None and pending:
         from iatrun.sweep.launch import resolve_launcher
@@ -154,13 +178,15 @@ def _dry_run(folder: Path, grid: str, all_cells, force: bool, how) -> None:
         print(line)
 
 
-def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
+def _sweep_into(folder, spec, cell_overrides, all_cells, redo, how) -> None:
     """Prepare the sweep folder, run its pending cells and write the report."""
     from rich.console import Console
 
     from iatrun.sweep import cells
     from iatrun.sweep import spec as sweep_spec
+    from iatrun.sweep.reuse import matches, reuse
 
+    force, sources = redo
     jobs, launch_cfg, quiet, engine, stack_size, detach = how
     live: dict[str, str] = {}
     if launch_cfg is not None:  # GPUs and chunks for these cells, and the cluster asked, before writing
@@ -170,6 +196,8 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
 
         live = live_cells(folder)  # cells whose submitted task is still queued or running
         todo = all_cells if force else [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
+        taken = matches(folder, todo, sources) if sources else {}
+        todo = [c for c in todo if c.key not in taken]
         tuned = chosen_settings(cells.tune_dir(folder))
         launch_cfg, note = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live], tuned)
         print(note, file=sys.stderr)
@@ -180,10 +208,16 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, force, how) -> None:
         for cell in all_cells:
             cells.reset_cell(folder, cell)
             forget(cell.config, cells.tune_dir(folder))
+    copied, rates = reuse(folder, [c for c in all_cells if c.key not in live], sources)
     pending = [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
     held = [c for c in pending if c.key in live]
     pending = [c for c in pending if c.key not in live]
     console = Console()
+    if sources:
+        console.print(
+            f"reused from {', '.join(map(str, sources))}: {copied} finished cells, {rates} chosen rates",
+            highlight=False,
+        )
     console.print(
         f"sweep [bold]{spec['name']}[/]: {len(all_cells)} cells, "
         f"{len(all_cells) - len(pending) - len(held)} already finished, {len(pending)} to run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from iatrun.report.collect import MAIN, ok_cells
 from iatrun.report.scores import complete, seed_list
 from iatrun.report.stats import LEVEL, not_tested
 from iatrun.report.tables import iat_cells, main_mesh_ratio, spearman
+from iatrun.sweep.cells import DONE, cell_dir
 from iatrun.sweep.spec import read_spec
 
 
@@ -74,6 +76,67 @@ def verdict_rows(verdicts: list[Verdict]) -> list[str]:
     return [verdict_row(v) for v in verdicts]
 
 
+def count_text(counter: Counter, what: str) -> str:
+    """``x (all 12 cells)`` or ``x (10 cells), y (2 cells)``."""
+    if not counter:
+        return f"not recorded (no {what} in the cells' provenance.json)"
+    total = sum(counter.values())
+    if len(counter) == 1:
+        (value,) = counter
+        return f"{value} (all {total} cells)"
+    return ", ".join(f"{v} ({n} cells)" for v, n in counter.most_common())
+
+
+def provenance(sweep_dir: Path, df: pd.DataFrame) -> dict[str, Counter]:
+    """Device, dtype and git commit (``dirty`` marked) over the finished cells' provenance.json, and
+    the sweep folders cells were copied from (``iatrun sweep --reuse``, their done.json)."""
+    from iatrun.files import read_json
+    from iatrun.results import read_provenance
+
+    out = {"device": Counter(), "dtype": Counter(), "commit": Counter(), "reused": Counter()}
+    done = df[df["state"] == "done"] if len(df) else df
+    for key in done.get("key", []):
+        prov = read_provenance(cell_dir(sweep_dir, key))
+        if prov.get("device"):
+            name = f" ({prov['device_name']})" if prov.get("device_name") else ""
+            out["device"][f"{prov['device']}{name}"] += 1
+        if prov.get("dtype"):
+            out["dtype"][str(prov["dtype"])] += 1
+        if prov.get("commit"):
+            dirty = " (tree dirty)" if prov.get("dirty") else ""
+            out["commit"][f"`{str(prov['commit'])[:12]}`{dirty}"] += 1
+        try:
+            source = read_json(cell_dir(sweep_dir, key) / DONE).get("reused_from")
+        except (OSError, ValueError):
+            source = None
+        if source:
+            out["reused"][f"`{str(source).rsplit('/cells/', 1)[0]}`"] += 1
+    return out
+
+
+def sweep_commits(spec: dict) -> str:
+    """The commits in sweep.yaml's provenance block: the run that made the folder, then resumes."""
+    block = spec.get("provenance") or {}
+    runs = [block, *(block.get("resumed") or [])] if isinstance(block, dict) else []
+    commits = [f"`{str(r['commit'])[:12]}`" for r in runs if isinstance(r, dict) and r.get("commit")]
+    if not commits:
+        return "none recorded"
+    return f"made at {commits[0]}" + (f", resumed at {', '.join(commits[1:])}" if commits[1:] else "")
+
+
+def rests_on_md(spec: dict, prov: dict[str, Counter]) -> list[str]:
+    """The header lines on where the cells ran: device, dtype, commits, and cells copied in."""
+    lines = [
+        f"- device: {count_text(prov['device'], 'device')}; dtype: {count_text(prov['dtype'], 'dtype')}",
+        f"- git commit of the cells: {count_text(prov['commit'], 'commit')}; "
+        f"sweep.yaml: {sweep_commits(spec)}",
+    ]
+    if prov["reused"]:
+        copied = ", ".join(f"{n} from {src}" for src, n in prov["reused"].most_common())
+        lines.append(f"- cells copied, not trained here (`--reuse`, provenance the source's): {copied}")
+    return lines
+
+
 def header_md(sweep_dir: Path, df: pd.DataFrame) -> list[str]:
     spec = read_spec(sweep_dir)
     ok = ok_cells(df)
@@ -86,6 +149,7 @@ def header_md(sweep_dir: Path, df: pd.DataFrame) -> list[str]:
         f"- cells: {len(df)} ({int((df['state'] == 'done').sum())} finished, "
         f"{int(ok.shape[0])} ok), seeds: {seeds}",
         f"- command-line overrides: {' '.join(spec.get('overrides') or []) or 'none'}",
+        *rests_on_md(spec, provenance(sweep_dir, df)),
     ]
     iat = iat_cells(df)
     if not iat.empty:

@@ -17,7 +17,6 @@ as in report.md (:func:`iatrun.report.claims.claims`). study.md sets them side b
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import pandas as pd
 from iatrun.report import paper
 from iatrun.report.budget import budget_lines, lr_text, toy_tasks
 from iatrun.report.collect import MAIN, ok_cells
-from iatrun.report.markdown import num, split_md
+from iatrun.report.markdown import num, provenance, rests_on_md, split_md
 from iatrun.report.scores import complete
 from iatrun.report.stats import FAILS, HOLDS, INCONCLUSIVE, LEVEL, ONE_SEED, Verdict, not_tested
 from iatrun.report.tables import spearman
@@ -45,46 +44,6 @@ def study_md(sweep_dir: Path, df: pd.DataFrame, axes: list[str], parts: list) ->
 
 
 # --- what the study rests on ---------------------------------------------------------------------
-
-
-def _count_text(counter: Counter, what: str) -> str:
-    """``x (all 12 cells)`` or ``x (10 cells), y (2 cells)``."""
-    if not counter:
-        return f"not recorded (no {what} in the cells' provenance.json)"
-    total = sum(counter.values())
-    if len(counter) == 1:
-        (value,) = counter
-        return f"{value} (all {total} cells)"
-    return ", ".join(f"{v} ({n} cells)" for v, n in counter.most_common())
-
-
-def provenance(sweep_dir: Path, df: pd.DataFrame) -> dict[str, Counter]:
-    """Device, dtype and git commit (``dirty`` marked) over the finished cells' provenance.json."""
-    from iatrun.results import read_provenance
-
-    out = {"device": Counter(), "dtype": Counter(), "commit": Counter()}
-    done = df[df["state"] == "done"] if len(df) else df
-    for key in done.get("key", []):
-        prov = read_provenance(cell_dir(sweep_dir, key))
-        if prov.get("device"):
-            name = f" ({prov['device_name']})" if prov.get("device_name") else ""
-            out["device"][f"{prov['device']}{name}"] += 1
-        if prov.get("dtype"):
-            out["dtype"][str(prov["dtype"])] += 1
-        if prov.get("commit"):
-            dirty = " (tree dirty)" if prov.get("dirty") else ""
-            out["commit"][f"`{str(prov['commit'])[:12]}`{dirty}"] += 1
-    return out
-
-
-def _sweep_commits(spec: dict) -> str:
-    """The commits in sweep.yaml's provenance block: the run that made the folder, then resumes."""
-    block = spec.get("provenance") or {}
-    runs = [block, *(block.get("resumed") or [])] if isinstance(block, dict) else []
-    commits = [f"`{str(r['commit'])[:12]}`" for r in runs if isinstance(r, dict) and r.get("commit")]
-    if not commits:
-        return "none recorded"
-    return f"made at {commits[0]}" + (f", resumed at {', '.join(commits[1:])}" if commits[1:] else "")
 
 
 def _selection_seeds(sweep_dir: Path, df: pd.DataFrame) -> str:
@@ -122,9 +81,7 @@ def _header(sweep_dir: Path, df: pd.DataFrame, axes: list[str], parts: list) -> 
         *split_md(df, axes, [p.variant for p in parts], where="in report.md"),
         "- budget as run, per task (steps, width, depth, training points; learning rate; norm; wavelets):",
         *("  " + b for b in budget_lines(df)),
-        f"- device: {_count_text(prov['device'], 'device')}; dtype: {_count_text(prov['dtype'], 'dtype')}",
-        f"- git commit of the cells: {_count_text(prov['commit'], 'commit')}; "
-        f"sweep.yaml: {_sweep_commits(spec)}",
+        *rests_on_md(spec, prov),
         "",
         "| variant | files | cells (ok) | seeds | learning rate (per setting where auto; `lr_at_edge`) |",
         "|---|---|---|---|---|",

@@ -1,0 +1,132 @@
+"""``iatrun sweep --reuse DIR``: finished cells and chosen rates taken from other sweep folders.
+
+Grids overlap: the mesh-ratio grid's r = 4 cells and its relu baseline are cells of the paper grid,
+to the last config key. A cell of this sweep whose config hash (:func:`iatrun.sweep.grid.config_hash`:
+everything that decides its result) equals a finished cell's in a source folder is copied, not
+trained again, and a setting whose rate a source chose (its tuning record, :func:`iatrun.tune.cached`)
+gets that record. A copy is what a rerun would give on the same stack, so a report cannot tell the
+difference except by the cell's ``done.json``, which names the folder the cell came from (its
+``provenance.json`` is the training run's, unchanged).
+
+A source cell is taken only when it is sound (:func:`iatrun.sweep.cells.key_state` says done) and
+was written with the same ``artifacts`` level, so a sweep that asks for model.pt never receives a
+lean cell. Each copy is staged and renamed into place under the cell's lock, like a trained cell.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iatrun.config import to_yaml
+from iatrun.errors import IatrunError
+from iatrun.files import read_json, staged_dir, write_json, write_text
+from iatrun.results import CONFIG
+from iatrun.sweep.cells import DONE, cell_dir, cell_state, claim, clear_cell, key_state, tune_dir
+from iatrun.sweep.grid import Cell
+
+
+def check_sources(sources: Sequence[Path], folder: Path, force: bool = False) -> list[Path]:
+    """The ``--reuse`` folders, refused before any work if one is not a sweep folder or is ``folder``,
+    or if ``force`` (which trains every cell again) asks for the opposite."""
+    if force and sources:
+        raise IatrunError("--force and --reuse cannot be combined (--force trains every cell again)")
+    checked = []
+    for src in sources:
+        src = Path(src)
+        if not (src / "cells").is_dir():
+            raise IatrunError(f"--reuse {src}: not a sweep folder (no cells/ in it)")
+        if src.resolve() == Path(folder).resolve():
+            raise IatrunError(f"--reuse {src}: that is the sweep folder itself")
+        checked.append(src)
+    return checked
+
+
+def _finished(source: Path) -> dict[str, tuple[Path, str]]:
+    """config hash → (cell folder, its artifacts level) for every sound finished cell of ``source``."""
+    found: dict[str, tuple[Path, str]] = {}
+    cells = source / "cells"
+    for done in sorted(cells.rglob(DONE)):
+        key = done.parent.relative_to(cells).as_posix()
+        if key_state(source, key, None)[0] != "done":
+            continue
+        try:
+            digest = read_json(done)["config_hash"]
+            cfg = yaml.safe_load((done.parent / CONFIG).read_text())
+        except (OSError, ValueError, KeyError, yaml.YAMLError):
+            continue
+        found.setdefault(digest, (done.parent, str(cfg.get("artifacts", "full"))))
+    return found
+
+
+def matches(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> dict[str, Path]:
+    """cell key → the source cell folder to copy, for each cell of ``cells`` not finished in ``folder``
+    that a source holds finished with the same config hash and artifacts level (first source wins)."""
+    index: dict[str, tuple[Path, str]] = {}
+    for src in sources:
+        for digest, found in _finished(Path(src)).items():
+            index.setdefault(digest, found)
+    out: dict[str, Path] = {}
+    for cell in cells:
+        found = index.get(cell.config_hash)
+        if found is None or found[1] != str(cell.config.get("artifacts", "full")):
+            continue
+        if cell_state(folder, cell)[0] != "done":
+            out[cell.key] = found[0]
+    return out
+
+
+def _copy_cell(folder: Path, cell: Cell, source: Path) -> bool:
+    """Copy one finished cell under its lock; False if another process holds the cell."""
+    lock = claim(folder, cell)
+    if lock is None:
+        return False
+    try:
+        if cell_state(folder, cell)[0] == "done":
+            return False
+        cfg = clear_cell(folder, cell)  # a failed or half-written attempt goes; cfg["out"] is the new home
+        with staged_dir(cell_dir(folder, cell.key)) as stage:
+            shutil.copytree(source, stage, dirs_exist_ok=True)
+            run_cfg = yaml.safe_load((stage / CONFIG).read_text())
+            run_cfg["out"] = cfg["out"]
+            write_text(stage / CONFIG, to_yaml(run_cfg))
+            marker = read_json(stage / DONE)
+            write_json(stage / DONE, {**marker, "reused_from": source.as_posix()})
+        return True
+    finally:
+        lock.release()
+
+
+def _copy_rates(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> int:
+    """Copy each auto-rate setting's tuning record that ``folder`` lacks and a source holds."""
+    from iatrun.tune import cached, is_auto, setting_hash
+
+    copied = 0
+    seen: set[str] = set()
+    for cell in cells:
+        cfg: Mapping[str, Any] = cell.config
+        digest = setting_hash(cfg) if is_auto(cfg) else None
+        if digest is None or digest in seen or cached(cfg, tune_dir(folder)) is not None:
+            continue
+        seen.add(digest)
+        for src in sources:
+            if cached(cfg, tune_dir(src)) is not None:
+                tune_dir(folder).mkdir(parents=True, exist_ok=True)
+                text = (tune_dir(src) / f"{digest}.json").read_text()
+                write_text(tune_dir(folder) / f"{digest}.json", text)
+                copied += 1
+                break
+    return copied
+
+
+def reuse(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> tuple[int, int]:
+    """Copy into ``folder`` what ``sources`` already hold for ``cells``: (cells copied, rates copied)."""
+    if not sources:
+        return 0, 0
+    plan = matches(folder, cells, sources)
+    copied = sum(_copy_cell(folder, c, plan[c.key]) for c in cells if c.key in plan)
+    return copied, _copy_rates(folder, cells, sources)
