@@ -274,7 +274,8 @@ def with_lr(cfg: Mapping[str, Any], lr: float) -> dict[str, Any]:
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path):
+    """Hold an exclusive OS lock on ``path`` (a setting's ``.lock`` beside its record) for the body."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -306,7 +307,7 @@ def forget(cfg: Mapping[str, Any], cache: str | Path) -> None:
     """Drop the stored record of ``cfg``'s setting (``--force``), under its lock."""
     path = Path(cache) / f"{setting_hash(cfg)}.json"
     if path.exists():
-        with _locked(path.with_suffix(".lock")):
+        with locked(path.with_suffix(".lock")):
             path.unlink(missing_ok=True)
 
 
@@ -317,7 +318,7 @@ def ensure(cfg: Mapping[str, Any], trial: Trial, cache: str | Path | None = None
     from iatrun.files import write_json
 
     cache = Path(cache)
-    with _locked(cache / f"{setting_hash(cfg)}.lock"):
+    with locked(cache / f"{setting_hash(cfg)}.lock"):
         record = cached(cfg, cache)
         if record is None:
             record = tune(cfg, trial)

@@ -157,22 +157,27 @@ def _dry_run(folder: Path, grid: str, all_cells, redo, how) -> None:
     from iatrun.sweep import cells
     from iatrun.sweep import spec as sweep_spec
     from iatrun.sweep.preview import describe
-    from iatrun.sweep.reuse import matches
+    from iatrun.sweep.reuse import matches, rates
 
     force, sources = redo
     jobs, launch_cfg, engine, stack_size = how
     sweep_spec.check_sweep_out(folder)
     pending = [c for c in all_cells if force or cells.cell_state(folder, c)[0] != "done"]
-    taken = matches(folder, pending, sources) if sources else {}
-    if taken:
-        print(f"{len(taken)} cells would be copied from {', '.join(map(str, sources))}, not trained")
-        pending = [c for c in pending if c.key not in taken]
+    taken = matches(folder, pending, sources)
+    reused_rates = rates(pending, sources)
+    if sources:
+        print(
+            f"--reuse {', '.join(map(str, sources))}: {len(taken)} cells would be copied, not trained, "
+            f"and the rates of {len(reused_rates)} settings"
+        )
+    pending = [c for c in pending if c.key not in taken]
     work = {"engine": engine, "jobs": min(jobs, os.cpu_count() or 1), "stack_size": stack_size}
+    work["reused_rates"] = reused_rates
     if launch_cfg is not None and pending:
         from iatrun.sweep.launch import resolve_launcher
         from iatrun.tune import chosen_settings
 
-        tuned = chosen_settings(cells.tune_dir(folder))
+        tuned = chosen_settings(cells.tune_dir(folder)) | reused_rates
         work["launcher"], work["limit"] = resolve_launcher(launch_cfg, pending, tuned)
     for line in describe(grid, folder, all_cells, pending, work):
         print(line)
@@ -184,7 +189,7 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, redo, how) -> None:
 
     from iatrun.sweep import cells
     from iatrun.sweep import spec as sweep_spec
-    from iatrun.sweep.reuse import matches, reuse
+    from iatrun.sweep.reuse import matches, rates, reuse
 
     force, sources = redo
     jobs, launch_cfg, quiet, engine, stack_size, detach = how
@@ -196,9 +201,9 @@ def _sweep_into(folder, spec, cell_overrides, all_cells, redo, how) -> None:
 
         live = live_cells(folder)  # cells whose submitted task is still queued or running
         todo = all_cells if force else [c for c in all_cells if cells.cell_state(folder, c)[0] != "done"]
-        taken = matches(folder, todo, sources) if sources else {}
+        taken = matches(folder, todo, sources)
         todo = [c for c in todo if c.key not in taken]
-        tuned = chosen_settings(cells.tune_dir(folder))
+        tuned = chosen_settings(cells.tune_dir(folder)) | rates(todo, sources)
         launch_cfg, note = resolve_launcher(launch_cfg, [c for c in todo if c.key not in live], tuned)
         print(note, file=sys.stderr)
     sweep_spec.prepare_sweep_dir(folder, spec, cell_overrides, all_cells)

@@ -110,7 +110,7 @@ def provenance(sweep_dir: Path, df: pd.DataFrame) -> dict[str, Counter]:
         except (OSError, ValueError):
             source = None
         if source:
-            out["reused"][f"`{str(source).rsplit('/cells/', 1)[0]}`"] += 1
+            out["reused"][f"`{source}`"] += 1
     return out
 
 
@@ -133,7 +133,10 @@ def rests_on_md(spec: dict, prov: dict[str, Counter]) -> list[str]:
     ]
     if prov["reused"]:
         copied = ", ".join(f"{n} from {src}" for src, n in prov["reused"].most_common())
-        lines.append(f"- cells copied, not trained here (`--reuse`, provenance the source's): {copied}")
+        lines.append(
+            f"- cells copied, not trained here (`--reuse`; provenance the source's): {copied} "
+            "(folders relative to this one)"
+        )
     return lines
 
 

@@ -22,11 +22,11 @@ def describe(
 ) -> list[str]:
     """The lines of a dry run. ``work``: ``engine``, ``jobs``, ``stack_size``, and for a launcher
     its resolved config (``launcher``, from :func:`iatrun.sweep.launch.resolve_launcher`) and its
-    time-limit line (``limit``)."""
+    time-limit line (``limit``); ``reused_rates``: the settings whose rate ``--reuse`` would copy."""
     from iatrun.sweep.cells import tune_dir
     from iatrun.tune import chosen_settings
 
-    tuned = chosen_settings(tune_dir(folder))
+    tuned = chosen_settings(tune_dir(folder)) | set(work.get("reused_rates", ()))
     state = "exists: a rerun resumes it" if folder.is_dir() else "would be created"
     by_task = Counter(c.config["task"]["name"] for c in cells)
     seeds = sorted({c.config.get("seed") for c in cells}, key=str)

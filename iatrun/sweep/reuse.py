@@ -5,8 +5,9 @@ to the last config key. A cell of this sweep whose config hash (:func:`iatrun.sw
 everything that decides its result) equals a finished cell's in a source folder is copied, not
 trained again, and a setting whose rate a source chose (its tuning record, :func:`iatrun.tune.cached`)
 gets that record. A copy is what a rerun would give on the same stack, so a report cannot tell the
-difference except by the cell's ``done.json``, which names the folder the cell came from (its
-``provenance.json`` is the training run's, unchanged).
+difference except by the cell's ``done.json``, which names the sweep folder the cell came from
+(``reused_from``, relative to this one) and its key there (``reused_key``); its ``provenance.json``
+is the training run's, unchanged.
 
 A source cell is taken only when it is sound (:func:`iatrun.sweep.cells.key_state` says done) and
 was written with the same ``artifacts`` level, so a sweep that asks for model.pt never receives a
@@ -15,6 +16,7 @@ lean cell. Each copy is staged and renamed into place under the cell's lock, lik
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +27,7 @@ import yaml
 from iatrun.config import to_yaml
 from iatrun.errors import IatrunError
 from iatrun.files import read_json, staged_dir, write_json, write_text
-from iatrun.results import CONFIG
+from iatrun.results import CONFIG, check_run
 from iatrun.sweep.cells import DONE, cell_dir, cell_state, claim, clear_cell, key_state, tune_dir
 from iatrun.sweep.grid import Cell
 
@@ -47,17 +49,18 @@ def check_sources(sources: Sequence[Path], folder: Path, force: bool = False) ->
 
 
 def _finished(source: Path) -> dict[str, tuple[Path, str]]:
-    """config hash → (cell folder, its artifacts level) for every sound finished cell of ``source``."""
+    """config hash → (cell folder, its artifacts level) for every sound finished cell of ``source``
+    (hidden folders, an attempt's staging, left out)."""
     found: dict[str, tuple[Path, str]] = {}
     cells = source / "cells"
     for done in sorted(cells.rglob(DONE)):
         key = done.parent.relative_to(cells).as_posix()
-        if key_state(source, key, None)[0] != "done":
+        if any(part.startswith(".") for part in key.split("/")) or key_state(source, key, None)[0] != "done":
             continue
         try:
             digest = read_json(done)["config_hash"]
             cfg = yaml.safe_load((done.parent / CONFIG).read_text())
-        except (OSError, ValueError, KeyError, yaml.YAMLError):
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             continue
         found.setdefault(digest, (done.parent, str(cfg.get("artifacts", "full"))))
     return found
@@ -80,8 +83,22 @@ def matches(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> dic
     return out
 
 
-def _copy_cell(folder: Path, cell: Cell, source: Path) -> bool:
-    """Copy one finished cell under its lock; False if another process holds the cell."""
+def rates(cells: Sequence[Cell], sources: Sequence[Path]) -> set[str]:
+    """The setting hashes of ``cells`` left to ``train.lr=auto`` whose rate a source has chosen."""
+    from iatrun.tune import cached, is_auto, setting_hash
+
+    return {
+        setting_hash(c.config)
+        for c in cells
+        if is_auto(c.config) and any(cached(c.config, tune_dir(src)) is not None for src in sources)
+    }
+
+
+def _copy_cell(folder: Path, cell: Cell, source: Path, sweep_source: Path) -> bool:
+    """Copy one finished cell under its lock, as a trained cell is written (folder staged and renamed,
+    then ``done.json``); False if another process holds the cell or the source is not what it was."""
+    from iatrun.checkpoint import checkpoint_path
+
     lock = claim(folder, cell)
     if lock is None:
         return False
@@ -89,37 +106,53 @@ def _copy_cell(folder: Path, cell: Cell, source: Path) -> bool:
         if cell_state(folder, cell)[0] == "done":
             return False
         cfg = clear_cell(folder, cell)  # a failed or half-written attempt goes; cfg["out"] is the new home
-        with staged_dir(cell_dir(folder, cell.key)) as stage:
-            shutil.copytree(source, stage, dirs_exist_ok=True)
-            run_cfg = yaml.safe_load((stage / CONFIG).read_text())
-            run_cfg["out"] = cfg["out"]
-            write_text(stage / CONFIG, to_yaml(run_cfg))
-            marker = read_json(stage / DONE)
-            write_json(stage / DONE, {**marker, "reused_from": source.as_posix()})
+        final = cell_dir(folder, cell.key)
+        try:
+            marker = read_json(source / DONE)
+            if marker.get("config_hash") != cell.config_hash:
+                return False  # the source was rerun with another config since it was indexed
+            with staged_dir(final) as stage:
+                shutil.copytree(source, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns(DONE))
+                run_cfg = yaml.safe_load((stage / CONFIG).read_text())
+                run_cfg["out"] = cfg["out"]
+                write_text(stage / CONFIG, to_yaml(run_cfg))
+                problem = check_run(stage)
+                if problem:
+                    raise ValueError(f"{source}: {problem}")
+            where = Path(os.path.relpath(sweep_source, folder)).as_posix()
+            key = source.relative_to(sweep_source / "cells").as_posix()
+            write_json(final / DONE, {**marker, "reused_from": where, "reused_key": key})
+        except (OSError, ValueError, shutil.Error, yaml.YAMLError):
+            shutil.rmtree(final, ignore_errors=True)  # the cell stays pending: it trains
+            return False
+        checkpoint_path(final).unlink(missing_ok=True)
         return True
     finally:
         lock.release()
 
 
 def _copy_rates(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> int:
-    """Copy each auto-rate setting's tuning record that ``folder`` lacks and a source holds."""
-    from iatrun.tune import cached, is_auto, setting_hash
+    """Copy each auto-rate setting's tuning record that ``folder`` lacks and a source holds, under the
+    setting's tuning lock (:func:`iatrun.tune.ensure` holds it while it chooses)."""
+    from iatrun.tune import cached, is_auto, locked, setting_hash
 
     copied = 0
     seen: set[str] = set()
     for cell in cells:
         cfg: Mapping[str, Any] = cell.config
         digest = setting_hash(cfg) if is_auto(cfg) else None
-        if digest is None or digest in seen or cached(cfg, tune_dir(folder)) is not None:
+        if digest is None or digest in seen:
             continue
         seen.add(digest)
-        for src in sources:
-            if cached(cfg, tune_dir(src)) is not None:
-                tune_dir(folder).mkdir(parents=True, exist_ok=True)
-                text = (tune_dir(src) / f"{digest}.json").read_text()
-                write_text(tune_dir(folder) / f"{digest}.json", text)
+        src = next((s for s in sources if cached(cfg, tune_dir(s)) is not None), None)
+        if src is None:
+            continue
+        with locked(tune_dir(folder) / f"{digest}.lock"):
+            if cached(cfg, tune_dir(folder)) is None:
+                write_text(
+                    tune_dir(folder) / f"{digest}.json", (tune_dir(src) / f"{digest}.json").read_text()
+                )
                 copied += 1
-                break
     return copied
 
 
@@ -128,5 +161,6 @@ def reuse(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> tuple
     if not sources:
         return 0, 0
     plan = matches(folder, cells, sources)
-    copied = sum(_copy_cell(folder, c, plan[c.key]) for c in cells if c.key in plan)
+    owner = {cell: next(Path(s) for s in sources if plan[cell].is_relative_to(Path(s))) for cell in plan}
+    copied = sum(_copy_cell(folder, c, plan[c.key], owner[c.key]) for c in cells if c.key in plan)
     return copied, _copy_rates(folder, cells, sources)

@@ -54,7 +54,8 @@ def test_the_shared_cell_and_its_rate_are_copied_and_the_rest_is_trained(tmp_pat
     assert _trained(out) == ["fitting/iat-pwl-pwq-r2/seed0"]
     copied = out / "cells" / "fitting" / "iat-pwl-pwq-r4" / "seed0"
     source = src / "cells" / "fitting" / "iat-pwl-pwq-r4" / "seed0"
-    assert json.loads((copied / "done.json").read_text())["reused_from"] == source.as_posix()
+    marker = json.loads((copied / "done.json").read_text())
+    assert marker["reused_from"] == "../src" and marker["reused_key"] == "fitting/iat-pwl-pwq-r4/seed0"
     assert yaml.safe_load((copied / "config.yaml").read_text())["out"] == str(copied)
     assert (copied / "metrics.json").read_text() == (source / "metrics.json").read_text()
     # the copied rate is the source's record, so the r=4 row reports the source's numbers
@@ -64,7 +65,7 @@ def test_the_shared_cell_and_its_rate_are_copied_and_the_rest_is_trained(tmp_pat
     assert df.loc[4, "lr_chosen"] == src_df.loc["pwl", "lr_chosen"]
     assert len(list((out / "tune").glob("*.json"))) == 2  # r=4 copied, r=2 chosen here
     report = (out / "report.md").read_text()
-    assert f"cells copied, not trained here (`--reuse`, provenance the source's): 1 from `{src}`" in report
+    assert "cells copied, not trained here (`--reuse`; provenance the source's): 1 from `../src`" in report
     assert "- device: cpu" in report and "dtype: float32 (all 2 cells)" in report
 
 
@@ -83,9 +84,12 @@ def test_a_different_artifacts_level_or_config_is_trained_not_copied(tmp_path):
 def test_dry_run_counts_the_copies_and_writes_nothing(tmp_path):
     args, src = _setup(tmp_path)
     out = tmp_path / "mesh"
-    r = runner.invoke(app, ["sweep", *args, "--out", str(out), "--reuse", str(src), "--dry-run"])
+    r = runner.invoke(app, ["sweep", *args, "--out", str(out), "--reuse", str(src), "--dry-run", "seed=0,1"])
     assert r.exit_code == 0, r.output
-    assert "1 cells would be copied" in r.output and not out.exists()
+    assert "1 cells would be copied, not trained, and the rates of 1 settings" in r.output
+    # left to run: r=2 seeds 0 and 1 (a rate to choose), r=4 seed 1 (the source's rate, copied)
+    assert "3 to run" in r.output and "auto for 2 setting(s): 1 to choose first" in r.output
+    assert not out.exists()
 
 
 def test_a_bad_source_is_refused_before_anything_is_written(tmp_path):
