@@ -27,7 +27,7 @@ import yaml
 from iatrun.config import to_yaml
 from iatrun.errors import IatrunError
 from iatrun.files import read_json, staged_dir, write_json, write_text
-from iatrun.results import CONFIG, check_run
+from iatrun.results import CONFIG, check_run, read_config
 from iatrun.sweep.cells import DONE, cell_dir, cell_state, claim, clear_cell, key_state, tune_dir
 from iatrun.sweep.grid import Cell
 
@@ -59,27 +59,28 @@ def _finished(source: Path) -> dict[str, tuple[Path, str]]:
             continue
         try:
             digest = read_json(done)["config_hash"]
-            cfg = yaml.safe_load((done.parent / CONFIG).read_text())
+            artifacts = str(read_config(done.parent).get("artifacts", "full"))
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             continue
-        found.setdefault(digest, (done.parent, str(cfg.get("artifacts", "full"))))
+        found.setdefault(digest, (done.parent, artifacts))
     return found
 
 
-def matches(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> dict[str, Path]:
-    """cell key → the source cell folder to copy, for each cell of ``cells`` not finished in ``folder``
-    that a source holds finished with the same config hash and artifacts level (first source wins)."""
-    index: dict[str, tuple[Path, str]] = {}
+def matches(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> dict[str, tuple[Path, Path]]:
+    """cell key → (the source cell folder to copy, its sweep folder), for each cell of ``cells`` not
+    finished in ``folder`` that a source holds finished with the same config hash and artifacts level
+    (first source wins)."""
+    index: dict[str, tuple[Path, str, Path]] = {}
     for src in sources:
-        for digest, found in _finished(Path(src)).items():
-            index.setdefault(digest, found)
-    out: dict[str, Path] = {}
-    for cell in cells:
+        for digest, (cell_folder, artifacts) in _finished(Path(src)).items():
+            index.setdefault(digest, (cell_folder, artifacts, Path(src)))
+    out: dict[str, tuple[Path, Path]] = {}
+    for cell in cells if index else []:
         found = index.get(cell.config_hash)
         if found is None or found[1] != str(cell.config.get("artifacts", "full")):
             continue
         if cell_state(folder, cell)[0] != "done":
-            out[cell.key] = found[0]
+            out[cell.key] = (found[0], found[2])
     return out
 
 
@@ -113,7 +114,7 @@ def _copy_cell(folder: Path, cell: Cell, source: Path, sweep_source: Path) -> bo
                 return False  # the source was rerun with another config since it was indexed
             with staged_dir(final) as stage:
                 shutil.copytree(source, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns(DONE))
-                run_cfg = yaml.safe_load((stage / CONFIG).read_text())
+                run_cfg = read_config(stage)
                 run_cfg["out"] = cfg["out"]
                 write_text(stage / CONFIG, to_yaml(run_cfg))
                 problem = check_run(stage)
@@ -161,6 +162,5 @@ def reuse(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> tuple
     if not sources:
         return 0, 0
     plan = matches(folder, cells, sources)
-    owner = {cell: next(Path(s) for s in sources if plan[cell].is_relative_to(Path(s))) for cell in plan}
-    copied = sum(_copy_cell(folder, c, plan[c.key], owner[c.key]) for c in cells if c.key in plan)
+    copied = sum(_copy_cell(folder, c, *plan[c.key]) for c in cells if c.key in plan)
     return copied, _copy_rates(folder, cells, sources)
