@@ -41,7 +41,7 @@ def _selection(argv: list[str]) -> tuple[str, list[str], list[str]]:
     """Grid name, --where selections and trailing overrides of one `iatrun sweep` command line."""
     grid, where, overrides, i = None, [], [], argv.index("sweep") + 1
     while i < len(argv):
-        if argv[i] in ("--grid", "--where", "--out", "--jobs", "--device"):
+        if argv[i] in ("--grid", "--where", "--out", "--jobs", "--device", "--reuse"):
             grid = argv[i + 1] if argv[i] == "--grid" else grid
             where += [argv[i + 1]] if argv[i] == "--where" else []
             i += 2
