@@ -125,6 +125,14 @@ def _edge_count(cells: pd.DataFrame) -> int:
     return int(cells["lr_at_edge"].map(lambda v: isinstance(v, bool | np.bool_) and bool(v)).sum())
 
 
+def rate_as_run(cells: pd.DataFrame) -> pd.Series:
+    """Each cell's learning rate as it trained: the chosen one where ``lr`` is ``auto``, else ``lr``
+    (NaN where neither is known)."""
+    lr = cells["lr"] if "lr" in cells else pd.Series(np.nan, index=cells.index)
+    chosen = cells["lr_chosen"] if "lr_chosen" in cells else pd.Series(np.nan, index=cells.index)
+    return pd.to_numeric(lr.mask(lr.astype(str) == "auto", chosen), errors="coerce")
+
+
 def lr_text(cells: pd.DataFrame) -> str:
     """The learning rate(s) as run: ``lr 0.003``, or for ``train.lr: auto`` the rates chosen per
     setting and how many cells' choice is at the tuning grid's edge."""

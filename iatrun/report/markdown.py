@@ -177,6 +177,10 @@ WHY = {
     "not tested: needs ≥ 3 seeds (selection and evaluation)": "the best pair is chosen on the lowest "
     "third of the seeds and tested on the others, which needs at least three seeds.",
     "not tested: no data": "no finished cell has the values the claim compares.",
+    "not tested: rates differ": "rect/rect and relu trained at different learning rates: each "
+    "setting's rate was tuned on its own, and on one selection seed the tuner can pick different "
+    "rates for what is one network. Claim 1 asks whether the two are the same network, which only "
+    "a comparison at the same rate tests (a sweep at a fixed `train.lr`, or the protocol study).",
 }
 
 

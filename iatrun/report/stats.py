@@ -45,6 +45,7 @@ NO_DATA = "not tested: no data"
 PARTIAL = "not tested: partial grid"
 TOY = "not tested: toy budget"
 FEW_SEEDS = "not tested: needs ≥ 3 seeds (selection and evaluation)"
+RATES_DIFFER = "not tested: rates differ"
 
 
 @dataclass(frozen=True)

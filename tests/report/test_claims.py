@@ -188,3 +188,19 @@ def test_claim_8_needs_every_continuous_row_whole():
     } and v.verdict == "not tested: partial grid"
     no_column = df[(df["model"] != "iat") | (df["basis_out"] != "rect-w")]
     assert claims.claim_stability(no_column).verdict == "not tested: partial grid"
+
+
+def test_claim_1_is_not_tested_where_rect_rect_and_relu_trained_at_different_rates():
+    df = cells(lambda bi, bo, s: 80.0 if (bi, bo) == ("rect", "rect") else 85.0, lambda *_: 1e-3)
+    df["lr"], df["lr_chosen"] = "auto", 3e-3
+    rect_mem = (df["task"] == "memorization") & (df["basis_in"] == "rect") & (df["basis_out"] == "rect")
+    df.loc[rect_mem, "lr_chosen"] = 1e-2
+    v = claims.claims(df)[0]
+    parts = {p.claim: p for p in v.parts}
+    assert parts["memorization"].verdict == "not tested: rates differ"
+    assert "rect/rect at lr 0.01, relu at 0.003" in parts["memorization"].ours
+    assert "80 % vs 90 %" in parts["memorization"].ours.replace(".0", "")  # the numbers stay shown
+    assert parts["fitting"].verdict == "holds"  # the same rate there: tested (1e-3 against relu's 1e-3)
+    assert v.verdict == "not tested: rates differ"
+    df.loc[rect_mem, "lr_chosen"] = 3e-3  # the same rate: the 10-point gap is a failure of the claim
+    assert {p.claim: p.verdict for p in claims.claims(df)[0].parts}["memorization"] == "fails"
