@@ -10,6 +10,14 @@ from typer.testing import CliRunner
 from iatrun.cli import app
 
 runner = CliRunner()
+
+
+def flat(text: str) -> str:
+    """The CLI's output with its line wrapping undone (rich wraps at the console width, so where a
+    long temporary path falls decides where a message breaks)."""
+    return " ".join(text.split())
+
+
 BASE = "overrides: [model.width=8, model.depth=1, task.n_train=100, train.steps=12, train.lr=auto]\n"
 SOURCE = (
     BASE
@@ -50,7 +58,7 @@ def test_the_shared_cell_and_its_rate_are_copied_and_the_rest_is_trained(tmp_pat
     out = tmp_path / "mesh"
     r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(out), "--reuse", str(src)])
     assert r.exit_code == 0, r.output
-    assert "1 finished cells, 1 chosen rates" in r.output
+    assert "1 finished cells, 1 chosen rates" in flat(r.output)
     assert _trained(out) == ["fitting/iat-pwl-pwq-r2/seed0"]
     copied = out / "cells" / "fitting" / "iat-pwl-pwq-r4" / "seed0"
     source = src / "cells" / "fitting" / "iat-pwl-pwq-r4" / "seed0"
@@ -74,11 +82,11 @@ def test_a_different_artifacts_level_or_config_is_trained_not_copied(tmp_path):
     out = tmp_path / "lean"
     r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(out), "--reuse", str(src), "artifacts=lean"])
     assert r.exit_code == 0, r.output
-    assert "0 finished cells" in r.output and len(_trained(out)) == 2
+    assert "0 finished cells" in flat(r.output) and len(_trained(out)) == 2
     out = tmp_path / "longer"
     r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(out), "--reuse", str(src), "train.steps=13"])
     assert r.exit_code == 0, r.output
-    assert "0 finished cells, 0 chosen rates" in r.output and len(_trained(out)) == 2
+    assert "0 finished cells, 0 chosen rates" in flat(r.output) and len(_trained(out)) == 2
 
 
 def test_dry_run_counts_the_copies_and_writes_nothing(tmp_path):
@@ -86,9 +94,9 @@ def test_dry_run_counts_the_copies_and_writes_nothing(tmp_path):
     out = tmp_path / "mesh"
     r = runner.invoke(app, ["sweep", *args, "--out", str(out), "--reuse", str(src), "--dry-run", "seed=0,1"])
     assert r.exit_code == 0, r.output
-    assert "1 cells would be copied, not trained, and the rates of 1 settings" in r.output
+    assert "1 cells would be copied, not trained, and the rates of 1 settings" in flat(r.output)
     # left to run: r=2 seeds 0 and 1 (a rate to choose), r=4 seed 1 (the source's rate, copied)
-    assert "3 to run" in r.output and "auto for 2 setting(s): 1 to choose first" in r.output
+    assert "3 to run" in flat(r.output) and "auto for 2 setting(s): 1 to choose first" in flat(r.output)
     assert not out.exists()
 
 
@@ -97,8 +105,8 @@ def test_a_bad_source_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "mesh"
     for bad, words in ((tmp_path / "nowhere", "not a sweep folder"), (out, "not a sweep folder")):
         r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(out), "--reuse", str(bad)])
-        assert r.exit_code == 2 and words in r.output and not out.exists()
+        assert r.exit_code == 2 and words in flat(r.output) and not out.exists()
     r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(src), "--reuse", str(src)])
-    assert r.exit_code == 2 and "the sweep folder itself" in r.output
+    assert r.exit_code == 2 and "the sweep folder itself" in flat(r.output)
     r = runner.invoke(app, ["sweep", "-q", *args, "--out", str(out), "--reuse", str(src), "--force"])
-    assert r.exit_code == 2 and "cannot be combined" in r.output and not out.exists()
+    assert r.exit_code == 2 and "cannot be combined" in flat(r.output) and not out.exists()
