@@ -141,7 +141,7 @@ def lr_text(cells: pd.DataFrame) -> str:
     auto = cells["lr"].astype(str) == "auto"
     parts = [f"lr {_values(cells.loc[~auto, 'lr'])}"] if (~auto).any() or cells.empty else []
     if auto.any():
-        chosen = pd.to_numeric(cells.loc[auto].get("lr_chosen", pd.Series(dtype=float)), errors="coerce")
+        chosen = rate_as_run(cells.loc[auto])
         text = "lr chosen per setting (auto)"
         if chosen.notna().any():
             lo, hi = _one(float(chosen.min())), _one(float(chosen.max()))

@@ -80,9 +80,9 @@ def _equivalent(test, diffs) -> str:
     return FAILS if rule(test) in (HOLDS, FAILS) else INCONCLUSIVE
 
 
-def _rates(df: pd.DataFrame | None, task: str) -> tuple[list[float], list[float]]:
+def _rates(df: pd.DataFrame, task: str) -> tuple[list[float], list[float]]:
     """The learning rates rect/rect's and relu's finished cells of ``task`` trained at."""
-    cells = ok_cells(df) if df is not None else pd.DataFrame()
+    cells = ok_cells(df)
     if cells.empty or "model" not in cells:
         return [], []
     cells = cells[cells["task"] == task]
@@ -91,7 +91,7 @@ def _rates(df: pd.DataFrame | None, task: str) -> tuple[list[float], list[float]
     return sorted(set(lr[rect].dropna())), sorted(set(lr[cells["model"] == "relu"].dropna()))
 
 
-def claim_rect_is_relu(seeds: dict[str, Seeds], df: pd.DataFrame | None = None) -> Verdict:
+def claim_rect_is_relu(seeds: dict[str, Seeds], df: pd.DataFrame) -> Verdict:
     """Claim 1: rect/rect IAT-ReLU is ReLU, so the metrics agree (score difference ≈ 0). The two are
     one network, so the claim is tested only where they trained at the same learning rates: with
     rates tuned per setting, the tuner may pick different ones for them, and their difference then

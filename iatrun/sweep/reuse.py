@@ -75,7 +75,9 @@ def matches(folder: Path, cells: Sequence[Cell], sources: Sequence[Path]) -> dic
         for digest, (cell_folder, artifacts) in _finished(Path(src)).items():
             index.setdefault(digest, (cell_folder, artifacts, Path(src)))
     out: dict[str, tuple[Path, Path]] = {}
-    for cell in cells if index else []:
+    if not index:  # nothing to copy: no cell's state need be read
+        return out
+    for cell in cells:
         found = index.get(cell.config_hash)
         if found is None or found[1] != str(cell.config.get("artifacts", "full")):
             continue
