@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from _support import assert_same_results, exe, stable
+from _support import STACKED_RTOL, assert_same_results, exe, stable
 
 pytestmark = pytest.mark.slurm
 
@@ -53,7 +53,7 @@ def test_the_quick_grid_through_slurm_matches_a_local_run(tmp_path):
     start = time.time()
     sweep(tmp_path / "local", "--grid", "quick", env=one_thread_env())
     local = time.time() - start
-    assert_same_results(tmp_path / "slurm", tmp_path / "local")
+    assert_same_results(tmp_path / "slurm", tmp_path / "local", rtol=STACKED_RTOL)
     print(
         f"quick grid through SLURM: {wall:.0f} s in {len(tasks)} array tasks (start-up "
         f"{max(startups):.1f} s at most); locally, one process, one thread: {local:.0f} s"
@@ -98,7 +98,7 @@ def test_cancelled_array_tasks_then_a_rerun_train_every_cell_once(tmp_path, conf
     assert len(_done(out)) == 10
     assert all(p.stat().st_mtime == m for p, m in first.items())  # finished cells were not redone
     sweep(tmp_path / "local", "--grid", "slow", "--config-dir", str(confdir), env=one_thread_env())
-    assert_same_results(out, tmp_path / "local")
+    assert_same_results(out, tmp_path / "local", rtol=STACKED_RTOL)
     assert stable(out)["status"].eq("ok").all()
 
 
@@ -135,7 +135,7 @@ def test_a_requeued_task_resumes_its_cell_from_the_checkpoint(tmp_path):
     assert done["status"] == "ok" and 1000 <= done["resumed_from_step"] < 4000
     print(f"requeued cell resumed from step {done['resumed_from_step']}")
     sweep(tmp_path / "local", *args[:4], env=one_thread_env())
-    assert_same_results(out, tmp_path / "local")
+    assert_same_results(out, tmp_path / "local", rtol=STACKED_RTOL)
 
 
 def test_a_detached_sweep_is_followed_by_status_and_finished_by_a_rerun(tmp_path, confdir):
@@ -182,4 +182,4 @@ def test_a_task_that_crashes_leaves_its_cells_failed_and_a_rerun_finishes_them(t
     assert f"{before} already finished, {10 - before} to run" in res.stdout
     assert len(_done(out)) == 10
     sweep(tmp_path / "local", "--grid", "slow", "--config-dir", str(confdir), env=one_thread_env())
-    assert_same_results(out, tmp_path / "local")
+    assert_same_results(out, tmp_path / "local", rtol=STACKED_RTOL)
