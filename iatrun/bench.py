@@ -209,7 +209,7 @@ def saved_bytes(batch: int = 1000, n: int = 64, r: int = 4) -> list[Row]:
 
 
 # basis pairs of the training-step rows: the default (global Φ, banded Ψ) and two pairs with both
-# sides local (cell translates; wavelets, whose Φ and Ψ are sparse products): target ≤ 2.5× relu
+# sides local (cell translates; wavelets, whose slabs carry a weight per row): target ≤ 2.5× relu
 STEP_PAIRS = (("fourier", "pwq"), ("pwq", "pwq"), ("pwl-w", "rect-w"))
 
 

@@ -16,8 +16,12 @@ by point and both sides use the same order); it lets a translate basis be a few 
   Expand is one (r, L) × (L, n·B) product of G with L shifted copies of v; the adjoint one
   (L, r) × (r, n·B) product and L shifted adds. Detected from the matrix itself and checked
   against it to rounding, so a basis that is not such a family is never treated as one.
-* :class:`Sparse`. Any other banded side (the wavelets pwl-w and rect-w, whose nodes sit on a
-  grid of n + 1 cells, not n): sparse CSR products.
+* :class:`Rows`. Any other side whose non-zeros lie within a few cells of the diagonal (the
+  wavelets pwl-w and rect-w, whose nodes sit on a grid of n + 1 cells, not n, so they are not
+  translates by whole cells): the same slab products with a weight per row instead of one number,
+  A[i·r + p, j] = W[i - j - D0, p, i], read off the matrix exactly.
+* :class:`Sparse`. A banded side whose band is wider than ``ROWS_SPAN`` cells (the coarse levels of
+  the dyadic wavelets span most of the interval): sparse CSR products.
 * :class:`Dense`. A global side (fourier): the dense products, in the same order and layout.
 """
 
@@ -28,6 +32,7 @@ import warnings
 import torch
 
 TRANSLATE_ULPS = 64  # error allowed when matching a matrix to its translate table, in units of eps
+ROWS_SPAN = 6  # widest band (in cells) that :class:`Rows` takes; wider ones go to :class:`Sparse`
 
 
 def cell_major(matrix: torch.Tensor, r: int) -> torch.Tensor:
@@ -104,20 +109,17 @@ class Sparse:
         return self.a_t @ u
 
 
-class Translates:
-    """A side whose functions are translates by whole cells (see :func:`translates`).
+class Slabs:
+    """A banded side worked one mesh *slab* at a time: the n points at offset p of every cell,
+    (n, B). The state's slab p sums v shifted by D0 + l cells for each lag l of the band, each
+    scaled, and the adjoint adds each slab back with the same shifts: a few scaled adds per slab,
+    with no dense product and no (M, B) temporary. Shifts run on a copy of v padded with zeros on
+    both sides, so no add needs a boundary case. Subclasses say how a shifted copy is scaled
+    (:meth:`slab`, :meth:`add_slab`)."""
 
-    Works one mesh *slab* at a time: the n points at offset p of every cell, (n, B). The state's
-    slab p is Σ_l G[l, p] times v shifted by D0 + l cells, and the adjoint adds each slab back
-    with the same shifts: L scaled adds per slab, with no dense product and no (M, B) temporary.
-    Shifts run on a copy of v padded with zeros on both sides, so no add needs a boundary case.
-    """
-
-    def __init__(self, table: torch.Tensor, d0: int, scale: torch.Tensor | None, n: int):
-        self.span, self.r = table.shape
-        self.n = n
-        self.weights = table.double().cpu().tolist()  # host numbers: scaling by them reads nothing back
-        self.shifts = [d0 + lag for lag in range(self.span)]
+    def __init__(self, span: int, r: int, n: int, d0: int, scale: torch.Tensor | None):
+        self.span, self.r, self.n = span, r, n
+        self.shifts = [d0 + lag for lag in range(span)]
         self.lo, self.hi = max(0, *self.shifts), max(0, *(-o for o in self.shifts))
         self.scale = None if scale is None else scale[:, None].contiguous()  # (n, 1)
         self._scratch: dict[str, tuple] = {}
@@ -143,45 +145,35 @@ class Translates:
         out[self.lo + self.n :].zero_()
         return out
 
-    def accumulator(self, z: torch.Tensor) -> torch.Tensor:
-        """A padded accumulator for :meth:`add_slab`, started with slab 0's first shift of z (n, B)
-        (a product written in place, not a zero fill plus an add; only the pad rows are zeroed)."""
-        acc = z.new_empty(self.n + self.lo + self.hi, z.shape[-1])
-        start = self.lo - self.shifts[0]
-        torch.mul(z, self.weights[0][0], out=acc[start : start + self.n])
+    def window(self, padded: torch.Tensor, o: int) -> torch.Tensor:
+        """The n rows of a padded tensor that hold row i - o at row i (a view)."""
+        return padded[self.lo - o : self.lo - o + self.n]
+
+    def fresh(self, like: torch.Tensor, o: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A new padded accumulator whose rows outside :meth:`window` ``o`` are zero, and that
+        window (uninitialised: the caller writes it whole, a product in place of a fill and an add)."""
+        acc = like.new_empty(self.n + self.lo + self.hi, like.shape[-1])
+        start = self.lo - o
         acc[:start].zero_()
         acc[start + self.n :].zero_()
-        return acc
-
-    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
-        """Slab p of the state, Σ_l G[l, p] c v[i - D0 - l], into ``out`` (n, B), vp from :meth:`padded`."""
-        n = self.n
-        for lag, o in enumerate(self.shifts):
-            part = vp[self.lo - o : self.lo - o + n]
-            if lag == 0:
-                torch.mul(part, self.weights[lag][p], out=out)
-            else:
-                out.add_(part, alpha=self.weights[lag][p])
-        return out
-
-    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
-        """acc[j] += Σ_l G[l, p] z[j + D0 + l] for a slab z (n, B); a new accumulator if acc is None
-        (then p must be 0). Returns the accumulator."""
-        n = self.n
-        first = 0
-        if acc is None:
-            acc, first = self.accumulator(z), 1
-        for lag, o in enumerate(self.shifts[first:], first):
-            acc[self.lo - o : self.lo - o + n].add_(z, alpha=self.weights[lag][p])
-        return acc
+        return acc, acc[start : start + self.n]
 
     def unpad(self, acc: torch.Tensor) -> torch.Tensor:
         """The adjoint c_j Σ … (n, B) from a filled accumulator (a view of it)."""
         out = acc[self.lo : self.lo + self.n]
         return out.mul_(self.scale) if self.scale is not None else out
 
+    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
+        """Slab p of the state into ``out`` (n, B), vp from :meth:`padded`."""
+        raise NotImplementedError
+
+    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
+        """acc += slab p's share of the adjoint, for a slab z (n, B); a new accumulator if acc is
+        None (then p must be 0). Returns the accumulator."""
+        raise NotImplementedError
+
     def expand(self, v: torch.Tensor) -> torch.Tensor:
-        """(n, B) → (M, B): s[p·n + i] = Σ_l G[l, p] c v[i - D0 - l] (zero outside 0..n-1)."""
+        """(n, B) → (M, B), the mesh in cell-major order."""
         vp = self.padded(v)
         out = v.new_empty(self.r, self.n, v.shape[-1])
         for p in range(self.r):
@@ -189,11 +181,102 @@ class Translates:
         return out.view(self.r * self.n, -1)
 
     def adjoint(self, u: torch.Tensor) -> torch.Tensor:
-        """(M, B) → (n, B): y[j] = c_j Σ_l Σ_p G[l, p] u[p·n + j + D0 + l]."""
+        """(M, B) → (n, B), from the mesh in cell-major order."""
         acc = None
         for p, z in enumerate(u.view(self.r, self.n, -1)):
             acc = self.add_slab(z, p, acc)
         return self.unpad(acc)
+
+
+class Translates(Slabs):
+    """A side whose functions are translates by whole cells (see :func:`translates`): each shifted
+    copy is scaled by one number, G[l, p] (host numbers: scaling by them reads nothing back).
+
+    Slab p of the state is Σ_l G[l, p] c v[i - D0 - l]; the adjoint is
+    y[j] = c_j Σ_l Σ_p G[l, p] u[p·n + j + D0 + l].
+    """
+
+    def __init__(self, table: torch.Tensor, d0: int, scale: torch.Tensor | None, n: int):
+        super().__init__(table.shape[0], table.shape[1], n, d0, scale)
+        self.weights = table.double().cpu().tolist()
+
+    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
+        for lag, o in enumerate(self.shifts):
+            if lag == 0:
+                torch.mul(self.window(vp, o), self.weights[lag][p], out=out)
+            else:
+                out.add_(self.window(vp, o), alpha=self.weights[lag][p])
+        return out
+
+    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
+        first = 0
+        if acc is None:
+            acc, head = self.fresh(z, self.shifts[0])
+            torch.mul(z, self.weights[0][0], out=head)
+            first = 1
+        for lag, o in enumerate(self.shifts[first:], first):
+            self.window(acc, o).add_(z, alpha=self.weights[lag][p])
+        return acc
+
+
+def rows(matrix: torch.Tensor, r: int, max_span: int = ROWS_SPAN) -> tuple[torch.Tensor, int] | None:
+    """(W (L, r, n), D0) with matrix[i·r + p, j] = W[i - j - D0, p, i] for every non-zero, or None
+    when the non-zeros span more than ``max_span`` cells of lag i - j (or there are none)."""
+    m, n = matrix.shape
+    k, j = torch.nonzero(matrix, as_tuple=True)
+    if len(k) == 0:
+        return None
+    i, p = k // r, k % r
+    lag = i - j
+    d0 = int(lag.min())
+    span = int(lag.max()) - d0 + 1
+    if span > max_span:
+        return None
+    table = matrix.new_zeros(span, r, n)
+    table[lag - d0, p, i] = matrix[k, j]
+    return table, d0
+
+
+class Rows(Slabs):
+    """A banded side with a weight per row (see :func:`rows`): slab p of the state is
+    Σ_l W[l, p, i] v[i - D0 - l], and the adjoint y[j] = Σ_l Σ_p W[l, p, i] u[p·n + i] at
+    i = j + D0 + l. The weights are the matrix's own entries (no scale); a lag with no non-zero in
+    slab p costs nothing."""
+
+    def __init__(self, table: torch.Tensor, d0: int):
+        span, r, n = table.shape
+        super().__init__(span, r, n, d0, None)
+        self.terms = [  # per slab: (shift, weights (n, 1)) of its lags that touch anything
+            [
+                (self.shifts[lag], table[lag, p][:, None].contiguous())
+                for lag in range(span)
+                if table[lag, p].any()
+            ]
+            for p in range(r)
+        ]
+
+    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
+        terms = self.terms[p]
+        if not terms:
+            return out.zero_()
+        o, w = terms[0]
+        torch.mul(self.window(vp, o), w, out=out)
+        for o, w in terms[1:]:
+            out.addcmul_(self.window(vp, o), w)
+        return out
+
+    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
+        terms = self.terms[p]
+        if acc is None:
+            if not terms:
+                return z.new_zeros(self.n + self.lo + self.hi, z.shape[-1])
+            o, w = terms[0]
+            acc, head = self.fresh(z, o)
+            torch.mul(z, w, out=head)
+            terms = terms[1:]
+        for o, w in terms:
+            self.window(acc, o).addcmul_(z, w)
+        return acc
 
 
 def side(matrix: torch.Tensor, r: int, local: bool):
@@ -206,6 +289,9 @@ def side(matrix: torch.Tensor, r: int, local: bool):
             same = bool(torch.all(scale == 1))
             to = {"dtype": matrix.dtype, "device": matrix.device}
             return Translates(table.to(**to), d0, None if same else scale.to(**to), matrix.shape[1])
+        found = rows(matrix, r)
+        if found is not None:
+            return Rows(*found)
     ordered = cell_major(matrix, r)
     return Sparse(ordered) if local else Dense(ordered)
 
@@ -229,13 +315,13 @@ class IATReLULocal(torch.autograd.Function):
         return phi.adjoint(grad_z).T, None, None
 
 
-class IATReLUTranslates(torch.autograd.Function):
-    """The ReLU IAT when both sides are :class:`Translates`, fused slab by slab: the state, its ReLU
+class IATReLUSlabs(torch.autograd.Function):
+    """The ReLU IAT when both sides are :class:`Slabs`, fused slab by slab: the state, its ReLU
     and the output of one slab (n, B) are done before the next, so no (M, B) float tensor exists;
     the pattern (M, B) bool is filled slab by slab and is all that is saved."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, phi: Translates, psi: Translates) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, phi: Slabs, psi: Slabs) -> torch.Tensor:
         xp, acc = phi.padded(x.T), None
         mask = torch.empty(phi.r, phi.n, x.shape[0], dtype=torch.bool, device=x.device)
         slab = phi.scratch("slab", phi.n, xp)
@@ -261,6 +347,6 @@ class IATReLUTranslates(torch.autograd.Function):
 
 def apply(x: torch.Tensor, phi, psi) -> torch.Tensor:
     """The ReLU IAT of a batch x (B, n) through two sides from :func:`side`."""
-    if isinstance(phi, Translates) and isinstance(psi, Translates):
-        return IATReLUTranslates.apply(x, phi, psi)
+    if isinstance(phi, Slabs) and isinstance(psi, Slabs):
+        return IATReLUSlabs.apply(x, phi, psi)
     return IATReLULocal.apply(x, phi, psi)

@@ -180,9 +180,14 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 LOCAL = [b for b in bases.table_bases() if not bases.properties(b)["global"]]  # banded ones
 
 
-@pytest.mark.parametrize("bi, bo", [(b, b) for b in LOCAL] + [("fourier", "pwq"), ("pwq", "fourier")])
+MIXED = [("fourier", "pwq"), ("pwq", "fourier"), ("pwl-w", "pwq"), ("pwq", "rect-w"), ("pwl-wd", "pwq")]
+
+
+@pytest.mark.parametrize("bi, bo", [(b, b) for b in LOCAL] + MIXED)
 def test_banded_kernel_equals_dense(bi, bo, device):
-    """The sparse products agree with the dense matmuls: values and input gradients, both dtypes."""
+    """The banded products agree with the dense matmuls: values and input gradients, both dtypes;
+    for every local basis on both sides, a wavelet beside a translate (per-row and per-lag weights
+    in one fused pass), and a dyadic wavelet (too wide a band: the sparse products)."""
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
         dense, banded = (IAT(40, bi, bo, 3, kernel=k).to(device, dtype) for k in ("dense", "banded"))
         x = torch.randn(50, 40, dtype=dtype, device=device, requires_grad=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iatrun.nn import bases
-from iatrun.nn.local import Dense, Sparse, Translates, cell_major, side, translates
+from iatrun.nn.local import Dense, Rows, Sparse, Translates, cell_major, rows, side, translates
 
 LOCAL = [b for b in bases.table_bases() if not bases.properties(b)["global"]]
 CELL_TRANSLATES = ("rect", "pwl", "pwq")  # translates of one function by whole cells
@@ -15,12 +15,19 @@ def _matrices(name, n, r):
     return bases.input_matrix(name, n, m), bases.output_matrix(name, n, m) * (2.0 / m)
 
 
-@pytest.mark.parametrize("name", LOCAL + ["fourier"])
-@pytest.mark.parametrize("n, r", [(3, 2), (4, 1), (17, 5), (32, 4)])
+DYADIC = [bases.family_basis(b, "dyadic") for b in ("pwl-w", "rect-w")]
+
+
+SIZES = [(3, 2), (4, 1), (17, 5), (32, 4)]
+CASES = [(b, n, r) for b in LOCAL + ["fourier"] for n, r in SIZES] + [(b, 17, 5) for b in DYADIC]
+
+
+@pytest.mark.parametrize("name, n, r", CASES)
 def test_sides_are_the_dense_products_in_cell_major_order(name, n, r):
     for matrix in _matrices(name, n, r):
-        op = side(matrix, r, local=name in LOCAL)
-        expected = {"fourier": Dense}.get(name, Translates if name in CELL_TRANSLATES else Sparse)
+        op = side(matrix, r, local=name != "fourier")
+        expected = {"fourier": Dense}.get(name, Translates if name in CELL_TRANSLATES else Rows)
+        expected = Sparse if name in DYADIC else expected  # coarse levels span over ROWS_SPAN cells
         assert isinstance(op, expected), (name, type(op))
         ordered = cell_major(matrix, r)
         v, u = torch.randn(n, 6, dtype=torch.float64), torch.randn(n * r, 6, dtype=torch.float64)
@@ -65,3 +72,18 @@ def test_a_layer_pickles_without_its_kernel_cache():
     again = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
     assert again._ops_cache == (None, None) and copy.deepcopy(layer)._ops_cache == (None, None)
     assert torch.equal(again(x), y)
+
+
+def test_rows_reads_the_band_off_the_matrix_exactly_and_refuses_a_wide_one():
+    phi, _ = _matrices("pwl-w", 16, 4)  # nodes on 17 cells: not translates, but a band of 3 lags
+    table, d0 = rows(phi, 4)
+    assert table.shape == (3, 4, 16) and d0 == -1
+    k, j = torch.nonzero(phi, as_tuple=True)
+    i, p = k // 4, k % 4
+    assert torch.equal(table[i - j - d0, p, i], phi[k, j])  # every entry, bit for bit
+    assert int((table != 0).sum()) == len(k)  # and nothing else
+    stray = phi.clone()
+    stray[0, 15] = 0.5  # cell 0 touching function 15: a lag of -15
+    assert rows(stray, 4) is None
+    assert rows(stray, 4, max_span=17) is not None
+    assert rows(torch.zeros(64, 16, dtype=torch.float64), 4) is None
