@@ -111,18 +111,23 @@ class Sparse:
 
 class Slabs:
     """A banded side worked one mesh *slab* at a time: the n points at offset p of every cell,
-    (n, B). The state's slab p sums v shifted by D0 + l cells for each lag l of the band, each
-    scaled, and the adjoint adds each slab back with the same shifts: a few scaled adds per slab,
-    with no dense product and no (M, B) temporary. Shifts run on a copy of v padded with zeros on
-    both sides, so no add needs a boundary case. Subclasses say how a shifted copy is scaled
-    (:meth:`slab`, :meth:`add_slab`)."""
+    (n, B). Slab p of the state is Σ_t w_t · v[i - o_t] over the slab's *terms* (o_t: a shift in
+    cells, w_t: a weight), and the adjoint adds each slab back with the same shifts and weights:
+    a few scaled adds per slab, with no dense product and no (M, B) temporary. Shifts run on a copy
+    of v padded with zeros on both sides, so no add needs a boundary case. A subclass gives the
+    terms and how a weight scales (:meth:`axpy`); a term whose weight is zero is never made."""
 
-    def __init__(self, span: int, r: int, n: int, d0: int, scale: torch.Tensor | None):
-        self.span, self.r, self.n = span, r, n
-        self.shifts = [d0 + lag for lag in range(span)]
-        self.lo, self.hi = max(0, *self.shifts), max(0, *(-o for o in self.shifts))
+    def __init__(self, r: int, n: int, shifts: list[int], terms: list[list], scale: torch.Tensor | None):
+        self.r, self.n = r, n
+        self.terms = terms  # per slab p: [(shift, weight), ...]
+        self.lo, self.hi = max(0, *shifts), max(0, *(-o for o in shifts))
         self.scale = None if scale is None else scale[:, None].contiguous()  # (n, 1)
         self._scratch: dict[str, tuple] = {}
+
+    @staticmethod
+    def axpy(out: torch.Tensor, x: torch.Tensor, w) -> None:
+        """out += w·x, in place."""
+        raise NotImplementedError
 
     def scratch(self, name: str, rows: int, like: torch.Tensor) -> torch.Tensor:
         """A (rows, B) work tensor kept between calls: fresh tensors of this size cost the CPU a
@@ -149,28 +154,40 @@ class Slabs:
         """The n rows of a padded tensor that hold row i - o at row i (a view)."""
         return padded[self.lo - o : self.lo - o + self.n]
 
-    def fresh(self, like: torch.Tensor, o: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A new padded accumulator whose rows outside :meth:`window` ``o`` are zero, and that
-        window (uninitialised: the caller writes it whole, a product in place of a fill and an add)."""
-        acc = like.new_empty(self.n + self.lo + self.hi, like.shape[-1])
-        start = self.lo - o
-        acc[:start].zero_()
-        acc[start + self.n :].zero_()
-        return acc, acc[start : start + self.n]
-
     def unpad(self, acc: torch.Tensor) -> torch.Tensor:
         """The adjoint c_j Σ … (n, B) from a filled accumulator (a view of it)."""
         out = acc[self.lo : self.lo + self.n]
         return out.mul_(self.scale) if self.scale is not None else out
 
     def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
-        """Slab p of the state into ``out`` (n, B), vp from :meth:`padded`."""
-        raise NotImplementedError
+        """Slab p of the state, Σ_t w_t v[i - o_t], into ``out`` (n, B), vp from :meth:`padded`."""
+        terms = self.terms[p]
+        if not terms:
+            return out.zero_()
+        o, w = terms[0]
+        torch.mul(self.window(vp, o), w, out=out)
+        for o, w in terms[1:]:
+            self.axpy(out, self.window(vp, o), w)
+        return out
 
     def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
-        """acc += slab p's share of the adjoint, for a slab z (n, B); a new accumulator if acc is
-        None (then p must be 0). Returns the accumulator."""
-        raise NotImplementedError
+        """acc[i - o_t] += w_t z[i] for slab p's terms and a slab z (n, B); with acc None a new
+        padded accumulator, its first term written in place (a product, not a fill and an add) and
+        only the rows outside it zeroed. Returns the accumulator."""
+        terms = self.terms[p]
+        if acc is None:
+            acc = z.new_empty(self.n + self.lo + self.hi, z.shape[-1])
+            if not terms:
+                return acc.zero_()
+            o, w = terms[0]
+            start = self.lo - o
+            acc[:start].zero_()
+            acc[start + self.n :].zero_()
+            torch.mul(z, w, out=acc[start : start + self.n])
+            terms = terms[1:]
+        for o, w in terms:
+            self.axpy(self.window(acc, o), z, w)
+        return acc
 
     def expand(self, v: torch.Tensor) -> torch.Tensor:
         """(n, B) → (M, B), the mesh in cell-major order."""
@@ -189,34 +206,20 @@ class Slabs:
 
 
 class Translates(Slabs):
-    """A side whose functions are translates by whole cells (see :func:`translates`): each shifted
-    copy is scaled by one number, G[l, p] (host numbers: scaling by them reads nothing back).
-
-    Slab p of the state is Σ_l G[l, p] c v[i - D0 - l]; the adjoint is
-    y[j] = c_j Σ_l Σ_p G[l, p] u[p·n + j + D0 + l].
-    """
+    """A side whose functions are translates by whole cells (see :func:`translates`): slab p of
+    the state is Σ_l G[l, p] c v[i - D0 - l], each term's weight one host number (scaling by it
+    reads nothing back), and the adjoint y[j] = c_j Σ_l Σ_p G[l, p] u[p·n + j + D0 + l]."""
 
     def __init__(self, table: torch.Tensor, d0: int, scale: torch.Tensor | None, n: int):
-        super().__init__(table.shape[0], table.shape[1], n, d0, scale)
-        self.weights = table.double().cpu().tolist()
+        span, r = table.shape
+        weights = table.double().cpu().tolist()
+        shifts = [d0 + lag for lag in range(span)]
+        terms = [[(shifts[lag], weights[lag][p]) for lag in range(span) if weights[lag][p]] for p in range(r)]
+        super().__init__(r, n, shifts, terms, scale)
 
-    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
-        for lag, o in enumerate(self.shifts):
-            if lag == 0:
-                torch.mul(self.window(vp, o), self.weights[lag][p], out=out)
-            else:
-                out.add_(self.window(vp, o), alpha=self.weights[lag][p])
-        return out
-
-    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
-        first = 0
-        if acc is None:
-            acc, head = self.fresh(z, self.shifts[0])
-            torch.mul(z, self.weights[0][0], out=head)
-            first = 1
-        for lag, o in enumerate(self.shifts[first:], first):
-            self.window(acc, o).add_(z, alpha=self.weights[lag][p])
-        return acc
+    @staticmethod
+    def axpy(out: torch.Tensor, x: torch.Tensor, w: float) -> None:
+        out.add_(x, alpha=w)
 
 
 def rows(matrix: torch.Tensor, r: int, max_span: int = ROWS_SPAN) -> tuple[torch.Tensor, int] | None:
@@ -240,43 +243,20 @@ def rows(matrix: torch.Tensor, r: int, max_span: int = ROWS_SPAN) -> tuple[torch
 class Rows(Slabs):
     """A banded side with a weight per row (see :func:`rows`): slab p of the state is
     Σ_l W[l, p, i] v[i - D0 - l], and the adjoint y[j] = Σ_l Σ_p W[l, p, i] u[p·n + i] at
-    i = j + D0 + l. The weights are the matrix's own entries (no scale); a lag with no non-zero in
-    slab p costs nothing."""
+    i = j + D0 + l. The weights are the matrix's own entries (no scale), each an (n, 1) column."""
 
     def __init__(self, table: torch.Tensor, d0: int):
         span, r, n = table.shape
-        super().__init__(span, r, n, d0, None)
-        self.terms = [  # per slab: (shift, weights (n, 1)) of its lags that touch anything
-            [
-                (self.shifts[lag], table[lag, p][:, None].contiguous())
-                for lag in range(span)
-                if table[lag, p].any()
-            ]
+        shifts = [d0 + lag for lag in range(span)]
+        terms = [
+            [(shifts[lag], table[lag, p][:, None].contiguous()) for lag in range(span) if table[lag, p].any()]
             for p in range(r)
         ]
+        super().__init__(r, n, shifts, terms, None)
 
-    def slab(self, vp: torch.Tensor, p: int, out: torch.Tensor) -> torch.Tensor:
-        terms = self.terms[p]
-        if not terms:
-            return out.zero_()
-        o, w = terms[0]
-        torch.mul(self.window(vp, o), w, out=out)
-        for o, w in terms[1:]:
-            out.addcmul_(self.window(vp, o), w)
-        return out
-
-    def add_slab(self, z: torch.Tensor, p: int, acc: torch.Tensor | None) -> torch.Tensor:
-        terms = self.terms[p]
-        if acc is None:
-            if not terms:
-                return z.new_zeros(self.n + self.lo + self.hi, z.shape[-1])
-            o, w = terms[0]
-            acc, head = self.fresh(z, o)
-            torch.mul(z, w, out=head)
-            terms = terms[1:]
-        for o, w in terms:
-            self.window(acc, o).addcmul_(z, w)
-        return acc
+    @staticmethod
+    def axpy(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> None:
+        out.addcmul_(x, w)
 
 
 def side(matrix: torch.Tensor, r: int, local: bool):
