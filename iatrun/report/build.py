@@ -28,6 +28,7 @@ from iatrun.report.collect import MAIN, collect, region_columns
 from iatrun.report.markdown import body_md, demote, figures_md, header_md, split_md, unfinished_md, why_md
 from iatrun.report.split import Variant, split
 from iatrun.report.tables import baselines_table, mesh_table, pair_table, variant_table
+from iatrun.report.versus import versus_relu
 from iatrun.sweep.grid import parse_overrides
 from iatrun.sweep.spec import read_spec
 
@@ -42,7 +43,7 @@ BUDGET_CHECK = "budget-check.md"  # a sweep with settings at the calibrated and 
 # write again are removed, so a folder never mixes two splits)
 _TABLES = "|".join(f"{t}_{m}(_std)?" for t, ms in TABLE_METRICS.items() for m in ms)
 OWN_FILES = re.compile(
-    rf"^({_TABLES}|baselines|mesh|variants)(__[A-Za-z0-9.+_~-]+)?\.csv$"
+    rf"^({_TABLES}|(fitting|memorization)_vs_relu|baselines|mesh|variants)(__[A-Za-z0-9.+_~-]+)?\.csv$"
     rf"|^((fitting|memorization)_(heatmap|curves)|mesh)(__[A-Za-z0-9.+_~-]+)?\.({'|'.join(plotstyle.FORMATS)})$"
 )
 
@@ -138,6 +139,9 @@ def _write_part(sweep_dir: Path, df: pd.DataFrame, variant: Variant | None, writ
                 csv(f"{task}_{metric}_std", std)
                 seeds = int(pair_table(df, task, metric, "count").max().max())
                 part.tables[(task, metric)] = (mean, std, seeds)
+        versus = versus_relu(df, task)
+        if not versus.empty:
+            csv(f"{task}_vs_relu", versus, index=False)
     part.base = baselines_table(df)
     csv("baselines", part.base)
     part.mesh = mesh_table(df)
@@ -211,7 +215,8 @@ def _split_report_md(sweep_dir: Path, df: pd.DataFrame, axes: list[str], parts: 
     lines = header_md(sweep_dir, df) + split_md(df, axes, [p.variant for p in parts]) + why_md(df, every)
     for p in parts:
         lines += markdown.variant_md(p.variant, p.df)
-        lines += demote(body_md(p.df, p.tables, p.base, p.mesh, p.verdicts, p.exact) + figures_md(p.figures))
+        body = body_md(p.df, p.tables, p.base, p.mesh, p.verdicts, p.exact, p.variant.suffix())
+        lines += demote(body + figures_md(p.figures))
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):
         lines += unfinished_md(bad)

@@ -17,6 +17,7 @@ from iatrun.report.collect import MAIN, ok_cells
 from iatrun.report.scores import complete, seed_list
 from iatrun.report.stats import LEVEL, not_tested
 from iatrun.report.tables import iat_cells, main_mesh_ratio, spearman
+from iatrun.report.versus import versus_md
 from iatrun.sweep.cells import DONE, cell_dir
 from iatrun.sweep.spec import read_spec
 
@@ -314,14 +315,16 @@ def unfinished_md(bad: pd.DataFrame) -> list[str]:
     return lines
 
 
-def body_md(df, tables, base, mesh, verdicts, variants=None) -> list[str]:
-    """The claims, the task tables beside the paper's, the baselines, the mesh and exact tables."""
+def body_md(df, tables, base, mesh, verdicts, variants=None, suffix: str = "") -> list[str]:
+    """The claims, the task tables beside the paper's and each pair against relu, the baselines,
+    the mesh and exact tables; ``suffix``: the variant's, in the names of its table files."""
     lines = ["", "## The paper's claims (SPEC §6)", "", *VERDICT_HEADER, *verdict_rows(verdicts)]
     for task in MAIN:
         if (task, MAIN[task][0]) in tables:
             mean, std, seeds = tables[(task, MAIN[task][0])]
             toy = task in toy_tasks(df)
             lines += task_md(task, mean, std, seeds, toy, caption=mean_caption(df, task))
+            lines += versus_md(df, task, f"tables/{task}_vs_relu{suffix}.csv")
     if not base.empty:
         lines += baselines_md(base, df)
     if not mesh.empty:

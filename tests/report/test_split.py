@@ -35,7 +35,10 @@ def test_two_learning_rates_split_the_tables_and_each_holds_its_own_mean(tmp_pat
         "memorization_accuracy_pct__lr-0.003.csv",
         "fitting_heldout_mse_std__lr-0.003.csv",
         "baselines__lr-0.001.csv",
+        "memorization_vs_relu__lr-0.003.csv",  # each rate's pairs against relu at that rate
     } <= names
+    report = (folder / "report.md").read_text()
+    assert "[`tables/fitting_vs_relu__lr-0.001.csv`](tables/fitting_vs_relu__lr-0.001.csv)" in report
     assert "memorization_accuracy_pct.csv" not in names and "baselines.csv" not in names
     # pwq/rect at lr 3e-3: 80 + 6 + 2 + 0.5 * mean(0, 1, 2) = 88.5; pooled over both rates it would be 85.5
     slow, fast = (_table(folder, f"memorization_accuracy_pct__lr-{r}.csv") for r in ("0.001", "0.003"))
@@ -153,8 +156,10 @@ def test_a_single_setting_sweep_keeps_its_file_names_and_gets_no_study(tmp_path,
         "baselines.csv",
         "fitting_heldout_mse.csv",
         "fitting_heldout_mse_std.csv",
+        "fitting_vs_relu.csv",
         "memorization_accuracy_pct.csv",
         "memorization_accuracy_pct_std.csv",
+        "memorization_vs_relu.csv",
     ]
     assert {p.name for p in (folder / "figures").iterdir()} >= {
         "fitting_heatmap.png",
