@@ -19,13 +19,19 @@ DECADES = {
 }
 
 
+RELU_MSE = [1e-3, 4e-3, 2e-4]  # per seed: a pair is paired with relu's cell of its own seed
+
+
 def _sweep(**change):
-    return cells(
+    df = cells(
         acc=lambda bi, bo, s: 90.0 + (bi == "pwl") * (s - 1) * 3.0,
-        mse=lambda bi, bo, s: 1e-3 * 10.0 ** -DECADES[(bi, bo)][s],
+        mse=lambda bi, bo, s: RELU_MSE[s] * 10.0 ** -DECADES[(bi, bo)][s],
         bases=("rect", "pwl"),
         **change,
     )
+    relu = (df["model"] == "relu") & (df["task"] == "fitting")
+    df.loc[relu, "heldout_mse"] = [RELU_MSE[s] for s in df.loc[relu, "seed"]]
+    return df
 
 
 def _bh(p):
@@ -91,6 +97,28 @@ def test_an_interval_apart_from_zero_alone_is_not_a_finding_after_the_correction
     assert "no pair is better or worse than relu" in text and "| b0/rect | +5.17 |" in text
 
 
+def test_only_seeds_both_sides_have_are_paired():
+    df = _sweep()
+    relu2 = (df["model"] == "relu") & (df["task"] == "fitting") & (df["seed"] == 2)
+    lost = (df["basis_in"] == "rect") & (df["basis_out"] == "rect") & (df["seed"] == 1)
+    df.loc[lost, "status"] = "diverged"  # rect/rect's seed 1 is not an ok cell
+    out = versus_relu(df[~relu2], "fitting").set_index(["basis_in", "basis_out"])
+    assert (
+        out.loc[("rect", "rect"), "n"] == 1
+        and out.loc[("rect", "rect"), "verdict"] == "inconclusive (one seed)"
+    )
+    assert out.loc[("rect", "rect"), "effect"] == pytest.approx(0.5)  # seed 0 alone
+    assert out.loc[("pwl", "rect"), "n"] == 2
+    assert out.loc[("pwl", "rect"), "effect"] == pytest.approx(np.mean(DECADES[("pwl", "rect")][:2]))
+    # two relu cells of one seed count as their mean score, as in the claims
+    twice = pd.concat([df, df[(df["model"] == "relu") & (df["seed"] == 0)].assign(heldout_mse=1e-1)])
+    shifted = versus_relu(twice, "fitting").set_index(["basis_in", "basis_out"])
+    mean0 = -np.log10(1e-3) / 2 - np.log10(1e-1) / 2  # relu's seed 0: (3 + 1) / 2 decades
+    d0 = 3.5 - mean0  # rect/rect's seed 0 scores 3.5 (1e-3 at 0.5 decades better)
+    rect = shifted.loc[("rect", "rect")]  # seeds 0 and 2 (its seed 1 diverged above)
+    assert rect["n"] == 2 and rect["effect"] == pytest.approx(np.mean([d0, DECADES[("rect", "rect")][2]]))
+
+
 def test_one_seed_and_a_toy_budget_give_no_verdict():
     one = versus_relu(_sweep(seeds=(0,)), "fitting")
     assert set(one["verdict"]) == {"inconclusive (one seed)"} and one["p_adjusted"].isna().all()
@@ -118,5 +146,6 @@ def test_the_report_writes_each_tasks_table_and_its_account(tmp_path, monkeypatc
     assert (tmp_path / "tables" / "memorization_vs_relu.csv").exists() and not stale.exists()
     report = (tmp_path / "report.md").read_text()
     assert "intervals that exclude zero: 2 of 4 (1 better, 1 worse)" in report
+    assert "a partial table: 4 of the paper's 36 pairs tested" in report
     assert "after the correction: rect/rect (better), pwl/rect (worse)" in report
     assert "[`tables/fitting_vs_relu.csv`](tables/fitting_vs_relu.csv)" in report
