@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,23 @@ def test_a_request_the_cluster_refuses_is_one_error_line_and_nothing_written(tmp
 
 def _done(out):
     return sorted((out / "cells").rglob("done.json"))
+
+
+def _busy_task(out) -> list[str]:
+    """The pid of an array task's Python process that still has a cell to finish (a task that
+    finished its chunk and is exiting would crash nothing), as a list of at most one."""
+    tasks = {t["job_id"]: t["cells"] for t in json.loads((out / "jobs.json").read_text())["tasks"]}
+    found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        try:
+            text = Path(f"/proc/{pid}/environ").read_text()
+            env = dict(v.split("=", 1) for v in text.split("\0") if "=" in v)
+        except OSError:
+            continue
+        job = f"{env.get('SLURM_ARRAY_JOB_ID')}_{env.get('SLURM_ARRAY_TASK_ID')}"
+        if any(not (out / "cells" / key / "done.json").exists() for key in tasks.get(job, [])):
+            return [pid]
+    return []
 
 
 def test_cancelled_array_tasks_then_a_rerun_train_every_cell_once(tmp_path, confdir):
@@ -168,9 +186,8 @@ def test_a_task_that_crashes_leaves_its_cells_failed_and_a_rerun_finishes_them(t
     deadline = time.time() + 600
     victims: list[str] = []
     while time.time() < deadline and not victims:
-        if _done(out):
-            found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True)
-            victims = found.stdout.split()[:1]
+        if _done(out) and (out / "jobs.json").exists():
+            victims = _busy_task(out)
         time.sleep(0.2)
     assert victims, "no task was running with a finished cell"
     subprocess.run(["kill", "-KILL", victims[0]], check=True)
