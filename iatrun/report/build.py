@@ -61,6 +61,7 @@ class Part:
     mesh: pd.DataFrame = field(default_factory=pd.DataFrame)
     exact: pd.DataFrame = field(default_factory=pd.DataFrame)  # the exact / decoupled table
     verdicts: list[Verdict] = field(default_factory=list)
+    versus: dict = field(default_factory=dict)  # task → each pair against relu (versus_relu)
     figures: list[Path] = field(default_factory=list)
     variant: Variant | None = None
 
@@ -99,7 +100,15 @@ def _build(sweep_dir: Path) -> dict:
     if not variants:
         part = _write_part(sweep_dir, df, None, written)
         text = _report_md(
-            sweep_dir, df, part.tables, part.base, part.mesh, part.verdicts, part.figures, part.exact
+            sweep_dir,
+            df,
+            part.tables,
+            part.base,
+            part.mesh,
+            part.verdicts,
+            part.figures,
+            part.exact,
+            part.versus,
         )
         verdicts = part.verdicts
     else:
@@ -139,9 +148,9 @@ def _write_part(sweep_dir: Path, df: pd.DataFrame, variant: Variant | None, writ
                 csv(f"{task}_{metric}_std", std)
                 seeds = int(pair_table(df, task, metric, "count").max().max())
                 part.tables[(task, metric)] = (mean, std, seeds)
-        versus = versus_relu(df, task)
-        if not versus.empty:
-            csv(f"{task}_vs_relu", versus, index=False)
+        part.versus[task] = versus_relu(df, task)
+        if not part.versus[task].empty:
+            csv(f"{task}_vs_relu", part.versus[task], index=False)
     part.base = baselines_table(df)
     csv("baselines", part.base)
     part.mesh = mesh_table(df)
@@ -197,10 +206,10 @@ def _csv(path: Path, frame: pd.DataFrame, index: bool = True) -> None:
     write_text(path, frame.to_csv(index=index))
 
 
-def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures, variants=None) -> str:
+def _report_md(sweep_dir, df, tables, base, mesh, verdicts, figures, variants=None, versus=None) -> str:
     """report.md: the sweep, the claims' verdicts, the tables beside the paper's, the figures."""
     lines = header_md(sweep_dir, df) + why_md(df, verdicts)
-    lines += body_md(df, tables, base, mesh, verdicts, variants)
+    lines += body_md(df, tables, base, mesh, verdicts, variants, versus=versus)
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):
         lines += unfinished_md(bad)
@@ -215,7 +224,7 @@ def _split_report_md(sweep_dir: Path, df: pd.DataFrame, axes: list[str], parts: 
     lines = header_md(sweep_dir, df) + split_md(df, axes, [p.variant for p in parts]) + why_md(df, every)
     for p in parts:
         lines += markdown.variant_md(p.variant, p.df)
-        body = body_md(p.df, p.tables, p.base, p.mesh, p.verdicts, p.exact, p.variant.suffix())
+        body = body_md(p.df, p.tables, p.base, p.mesh, p.verdicts, p.exact, p.variant.suffix(), p.versus)
         lines += demote(body + figures_md(p.figures))
     bad = df[(df["state"] != "done") | (df["status"] != "ok")]
     if len(bad):

@@ -315,16 +315,17 @@ def unfinished_md(bad: pd.DataFrame) -> list[str]:
     return lines
 
 
-def body_md(df, tables, base, mesh, verdicts, variants=None, suffix: str = "") -> list[str]:
+def body_md(df, tables, base, mesh, verdicts, variants=None, suffix: str = "", versus=None) -> list[str]:
     """The claims, the task tables beside the paper's and each pair against relu, the baselines,
-    the mesh and exact tables; ``suffix``: the variant's, in the names of its table files."""
+    the mesh and exact tables; ``suffix``: the variant's, in the names of its table files;
+    ``versus``: task → its :func:`versus_relu` frame, as written to tables/."""
     lines = ["", "## The paper's claims (SPEC §6)", "", *VERDICT_HEADER, *verdict_rows(verdicts)]
     for task in MAIN:
         if (task, MAIN[task][0]) in tables:
             mean, std, seeds = tables[(task, MAIN[task][0])]
             toy = task in toy_tasks(df)
             lines += task_md(task, mean, std, seeds, toy, caption=mean_caption(df, task))
-            lines += versus_md(df, task, f"tables/{task}_vs_relu{suffix}.csv")
+            lines += versus_md(df, task, f"tables/{task}_vs_relu{suffix}.csv", (versus or {}).get(task))
     if not base.empty:
         lines += baselines_md(base, df)
     if not mesh.empty:

@@ -78,11 +78,12 @@ def _verdict(row, toy: bool) -> str:
     return BETTER if row.effect > 0 else WORSE
 
 
-def versus_md(df: pd.DataFrame, task: str, table: str) -> list[str]:
+def versus_md(df: pd.DataFrame, task: str, table: str, out: pd.DataFrame | None = None) -> list[str]:
     """report.md's account of ``versus_relu``: how many intervals exclude zero (and how many would
     by chance), what survives the correction, and the pairs whose interval excludes zero.
-    ``table``: where the full table is written (a path relative to the report)."""
-    out = versus_relu(df, task)
+    ``table``: where the full table is written (a path relative to the report); ``out``: the
+    :func:`versus_relu` frame when the caller has it already."""
+    out = versus_relu(df, task) if out is None else out
     if out.empty:
         return []
     unit = UNITS[task]
