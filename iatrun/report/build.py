@@ -27,7 +27,7 @@ from iatrun.report.claims import Verdict, claims
 from iatrun.report.collect import MAIN, collect, region_columns
 from iatrun.report.markdown import body_md, demote, figures_md, header_md, split_md, unfinished_md, why_md
 from iatrun.report.split import Variant, split
-from iatrun.report.tables import baselines_table, mesh_table, pair_table, variant_table
+from iatrun.report.tables import baselines_table, centre, mesh_table, pair_table, variant_table
 from iatrun.report.versus import versus_relu
 from iatrun.sweep.grid import parse_overrides
 from iatrun.sweep.spec import read_spec
@@ -184,7 +184,7 @@ def _figures(
     if not mesh.empty:
         path = fig_dir / plotstyle.figure_name(f"mesh{suffix}")
         ok = df[(df["state"] == "done") & (df["status"] == "ok") & (df["model"] == "relu")]
-        relu = {t: ok[ok["task"] == t][MAIN[t][0]].mean() for t in MAIN if (ok["task"] == t).any()}
+        relu = {t: centre(ok[ok["task"] == t][MAIN[t][0]]) for t in MAIN if (ok["task"] == t).any()}
         sweep_plots.mesh(mesh, path, relu)
         figures.append(path)
     return figures

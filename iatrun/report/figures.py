@@ -118,8 +118,9 @@ def curves(df: pd.DataFrame, sweep_dir: Path, task: str, main: tuple[str, bool],
 
 
 def mesh(table: pd.DataFrame, path: Path, relu: dict[str, float] | None = None) -> None:
-    """Main metric (and region count where measured) against mesh ratio; ``relu``: ReLU's mean per
-    task, drawn as a reference line."""
+    """Main metric (and region count where measured) against mesh ratio, each point the centre of
+    :func:`~iatrun.report.tables.mesh_table` with its 95 % interval; ``relu``: ReLU's centre per task
+    (on the same scale), drawn as a reference line."""
     tasks = sorted(table["task"].unique())
     has_regions = "num_regions" in table and table["num_regions"].notna().any()
     ncols = len(tasks) + (1 if has_regions else 0)
@@ -129,14 +130,19 @@ def mesh(table: pd.DataFrame, path: Path, relu: dict[str, float] | None = None) 
         sub = table[table["task"] == task]
         for pair, g in sub.groupby("pair"):
             g = g.sort_values("mesh_ratio")
-            ax.errorbar(g["mesh_ratio"], g["mean"], yerr=g["std"].fillna(0), marker="o", lw=1, label=pair)
+            low = (g["centre"] - g["ci_low"]).fillna(0)
+            high = (g["ci_high"] - g["centre"]).fillna(0)
+            ax.errorbar(
+                g["mesh_ratio"], g["centre"], yerr=[low, high], marker="o", lw=1, capsize=2, label=pair
+            )
         if relu and task in relu:
             ax.axhline(relu[task], color="gray", ls="--", lw=1, label=f"relu ({relu[task]:.3g})")
         ax.set_xscale("log", base=2)
         if sub["metric"].iloc[0].endswith("mse"):
             ax.set_yscale("log")
         ax.set_xlabel("mesh ratio r")
-        ax.set_ylabel(f"{sub['metric'].iloc[0]} (mean ± std over seeds)")
+        centre = "geometric mean" if sub["scale"].iloc[0] == "log10" else "mean"
+        ax.set_ylabel(f"{sub['metric'].iloc[0]} ({centre}, 95 % t interval over seeds)")
         ax.set_title(task)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)

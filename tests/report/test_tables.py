@@ -30,6 +30,26 @@ def test_mesh_table_from_a_mesh_sweep():
     assert sorted(table["mesh_ratio"].unique()) == [1, 2, 4, 8, 16]
 
 
+def test_mesh_table_gives_the_fitting_interval_on_the_log_scale():
+    from scipy import stats
+
+    row = tables.mesh_table(mesh_sweep()).set_index(["task", "mesh_ratio"]).loc[("fitting", 2)]
+    logs = np.log10([1e-3 / 2 * (1 + 0.01 * s) for s in (0, 1, 2)])
+    lo, hi = stats.t.interval(0.95, 2, loc=logs.mean(), scale=stats.sem(logs))
+    assert row["scale"] == "log10"
+    assert row["centre"] == pytest.approx(10 ** logs.mean(), rel=1e-12)
+    assert row["centre"] < row["mean"]  # the geometric mean, below the arithmetic one
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((10**lo, 10**hi), rel=1e-12)
+    mem = tables.mesh_table(mesh_sweep()).set_index(["task", "mesh_ratio"]).loc[("memorization", 8)]
+    # every seed memorises 90.8 %: the interval collapses to it, on the linear scale
+    assert (mem["scale"], mem["centre"], mem["ci_low"], mem["ci_high"]) == ("linear", 90.8, 90.8, 90.8)
+
+
+def test_centre_is_geometric_for_an_mse_only():
+    assert tables.centre(pd.Series([1e-2, 1e-4], name="heldout_mse")) == pytest.approx(1e-3)
+    assert tables.centre(pd.Series([80.0, 90.0], name="accuracy_pct")) == pytest.approx(85.0)
+
+
 def test_main_mesh_ratio_is_the_iat_models_default_when_present():
     assert tables.default_mesh_ratio() == 4
     df = mesh_sweep()
