@@ -89,6 +89,21 @@ def test_mesh_claim_ranks_r_within_each_pair_and_leaves_out_the_rect_control():
     assert fitting.verdict == "holds" and fitting.effect == pytest.approx(1.0)
 
 
+def test_mesh_claim_waits_until_every_pair_has_every_ratio():
+    """A pair run at r = 4 only (its other ratios still to come) must not leave the verdict to the
+    pairs that have them: claim 6 is untested, and says which pair lacks which ratios."""
+    import pandas as pd
+
+    df = mesh_sweep()
+    late = df[df["mesh_ratio"] == 4].assign(basis_in="fourier", key=lambda d: d["key"] + "f")
+    v = claims.claim_mesh_ratio(pd.concat([df, late], ignore_index=True))
+    assert v.verdict == "not tested: partial grid"
+    assert [p.ours for p in v.parts] == ["fourier/pwq lacks r = 1, 2, 8, 16"] * 2
+    whole = claims.claim_mesh_ratio(df)
+    assert [p.verdict for p in whole.parts] == ["holds", "holds"]
+    assert whole.parts[0].ours.endswith("; 1 pair(s) (pwq/pwq) at r = 1, 2, 4, 8, 16")
+
+
 def test_exact_and_decoupled_variants():
     verdicts = {v.claim.split(" ")[0]: v.verdict for v in claims.variant_verdicts(variant_sweep())}
     assert verdicts == {"Exact": "holds", "Decoupling": "fails"}
