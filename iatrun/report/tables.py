@@ -78,10 +78,15 @@ def baselines_table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def on_log10(metric: str) -> bool:
+    """Whether ``metric``'s seeds are averaged and tested on log10 (an MSE) rather than as they are."""
+    return metric.endswith("mse")
+
+
 def centre(values: pd.Series) -> float:
     """The centre :func:`mesh_table` plots: the geometric mean of an MSE, the mean of anything else."""
     v = values.to_numpy(dtype=float)
-    return float(10.0 ** np.log10(v).mean()) if str(values.name).endswith("mse") else float(v.mean())
+    return float(10.0 ** np.log10(v).mean()) if on_log10(str(values.name)) else float(v.mean())
 
 
 def mesh_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -98,7 +103,7 @@ def mesh_table(df: pd.DataFrame) -> pd.DataFrame:
     for (task, bi, bo, r), g in iat.groupby(["task", "basis_in", "basis_out", "mesh_ratio"]):
         metric = MAIN[task][0]
         values = g[metric].to_numpy(dtype=float)
-        log = metric.endswith("mse")
+        log = on_log10(metric)
         test = paired_t(np.log10(values) if log else values)
         back = (lambda v: 10.0**v) if log else (lambda v: v)
         row = {
