@@ -66,7 +66,9 @@ R_r8  := 8
 R_r16 := 16
 MESH_ROWS   := $(foreach t,fitting memorization,$(addprefix $(t)-,$(MESH_IN)))
 MESH_PARTS  := relu $(foreach r,$(MESH_ROWS),$(r)-low $(r)-r8 $(r)-r16)
-# The mesh grid's r = 4 cells and relu are paper-grid cells: copied from there when it has them.
+# The mesh grid's r = 4 cells and relu are paper-grid cells: copied from there when it has them,
+# so run `make reference` without -j (the paper parts first); a mesh part run before its paper
+# cells exist trains them itself.
 MESH_REUSE = $(if $(wildcard $(REF)/paper/cells),--reuse $(REF)/paper)
 STUDY_PARTS := $(foreach n,gain none layer,$(addprefix $(n)-,fitting memorization))
 task_of  = $(firstword $(subst -, ,$(1)))
