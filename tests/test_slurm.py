@@ -79,9 +79,9 @@ def _done(out):
     return sorted((out / "cells").rglob("done.json"))
 
 
-def _busy_task(out) -> list[str]:
+def _busy_task(out) -> str | None:
     """The pid of an array task's Python process that still has a cell to finish (a task that
-    finished its chunk and is exiting would crash nothing), as a list of at most one."""
+    finished its chunk and is exiting would crash nothing); None while there is none."""
     tasks = {t["job_id"]: t["cells"] for t in json.loads((out / "jobs.json").read_text())["tasks"]}
     found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True)
     for pid in found.stdout.split():
@@ -92,8 +92,8 @@ def _busy_task(out) -> list[str]:
             continue
         job = f"{env.get('SLURM_ARRAY_JOB_ID')}_{env.get('SLURM_ARRAY_TASK_ID')}"
         if any(not (out / "cells" / key / "done.json").exists() for key in tasks.get(job, [])):
-            return [pid]
-    return []
+            return pid
+    return None
 
 
 def test_cancelled_array_tasks_then_a_rerun_train_every_cell_once(tmp_path, confdir):
@@ -184,13 +184,13 @@ def test_a_task_that_crashes_leaves_its_cells_failed_and_a_rerun_finishes_them(t
     cmd = [*exe(), "sweep", "-q", "--out", str(out), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 600
-    victims: list[str] = []
-    while time.time() < deadline and not victims:
+    victim = None
+    while time.time() < deadline and victim is None:
         if _done(out) and (out / "jobs.json").exists():
-            victims = _busy_task(out)
+            victim = _busy_task(out)
         time.sleep(0.2)
-    assert victims, "no task was running with a finished cell"
-    subprocess.run(["kill", "-KILL", victims[0]], check=True)
+    assert victim, "no task was running with a finished cell"
+    subprocess.run(["kill", "-KILL", victim], check=True)
     output, _ = proc.communicate(timeout=600)
     assert "failed" in output
     before = len(_done(out))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from iatrun.report.collect import BASELINE_COLUMN, MAIN, ok_cells
+from iatrun.report.stats import paired_t
 
 
 def basis_order(values) -> list[str]:
@@ -93,8 +94,6 @@ def mesh_table(df: pd.DataFrame) -> pd.DataFrame:
     """Main metric against mesh ratio, per task and basis pair: its mean and standard deviation over
     seeds, and a centre with its 95 % t interval over seeds on the scale the claims test (log10 for
     an MSE, so the centre is the geometric mean and the interval stays positive), with region counts."""
-    from iatrun.report.stats import paired_t
-
     ok = ok_cells(df)
     iat = ok[ok["model"] == "iat"] if not ok.empty else ok
     if iat.empty or iat["mesh_ratio"].nunique() < 2:
